@@ -1,0 +1,1 @@
+"""Datasets: folder, paired and recording-session datasets, augmentation and the LightningDataModule."""

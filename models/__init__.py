@@ -1,0 +1,1 @@
+"""Translator networks, losses and the CycleGAN / CUT LightningModules."""

@@ -1,0 +1,94 @@
+"""Atomic file writes and path-containment checks shared by every writer in the project."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "PathEscapeError",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "atomic_path",
+    "safe_join",
+]
+
+
+class PathEscapeError(ValueError):
+    """A relative path read from a manifest or config points outside the folder it belongs to."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` when the block succeeds.
+
+    The temporary file lives in the same directory so the final ``os.replace`` is atomic on POSIX:
+    a reader sees either the old file or the complete new one, never a half-written file. If the
+    block raises, the temporary file is removed and ``path`` is untouched.
+
+    Example:
+        >>> with atomic_path("model.onnx") as tmp:  # doctest: +SKIP
+        ...     torch.onnx.export(model, x, tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file, fsync, rename). Returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically. Returns the path."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int = 2) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically. Returns the path."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+def safe_join(root: str | os.PathLike[str], rel: str | os.PathLike[str], *, what: str = "path") -> Path:
+    """Join ``rel`` onto ``root`` and check that the result stays inside ``root``.
+
+    Absolute paths, ``..`` components that climb out and symlinks that resolve outside ``root``
+    are rejected with :class:`PathEscapeError` naming the offending value.
+
+    Args:
+        root: the folder the path belongs to (a session, a dataset).
+        rel: the relative path as read from a manifest or config.
+        what: a word for the error message ("frame", "manifest entry").
+
+    Returns:
+        The resolved absolute path.
+    """
+    root_p = Path(root).resolve()
+    rel_p = Path(rel)
+    if rel_p.is_absolute():
+        raise PathEscapeError(f"{what} {str(rel)!r} is absolute; it must be relative to {root_p}")
+    full = (root_p / rel_p).resolve()
+    if full != root_p and root_p not in full.parents:
+        raise PathEscapeError(f"{what} {str(rel)!r} points outside its folder {root_p}")
+    return full
