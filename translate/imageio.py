@@ -106,8 +106,8 @@ def decode_image(data: bytes, *, path: str | os.PathLike[str] = "<bytes>") -> np
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()  # forces a full decode: a truncated file fails here, not later
-            img = ImageOps.exif_transpose(img) or img
-            return to_rgb_uint8(img)
+            oriented: Image.Image = ImageOps.exif_transpose(img) or img
+            return to_rgb_uint8(oriented)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(path, str(exc) or type(exc).__name__) from exc
 
