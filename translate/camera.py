@@ -1,4 +1,4 @@
-"""Camera models (OpenCV pinhole / fisheye), camera.yaml I/O and the real-to-sim geometric correction."""
+"""Camera models (OpenCV pinhole/fisheye), camera.yaml I/O, the real-to-sim geometric correction."""
 
 from __future__ import annotations
 
@@ -50,6 +50,16 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
+def _yaml_float(v: Any) -> Any:
+    # YAML 1.1 (PyYAML) reads "1e-7" (no dot) as a string; accept it as the number it means.
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
 def _check_model_fields(
     where: str,
     width: Any,
@@ -83,13 +93,13 @@ def _check_model_fields(
             raise CameraConfigError(f"{where}.dist[{i}] must be a finite number, got {v!r}")
     allowed = _PINHOLE_DIST_LENGTHS if model == "pinhole" else _FISHEYE_DIST_LENGTHS
     if len(dist) not in allowed:
-        counts = " or ".join(str(n) for n in allowed if n) + " values (or none)"
+        counts = "4, 5 or 8 values" if model == "pinhole" else "4 values"
         order = (
             "(k1, k2, p1, p2[, k3[, k4, k5, k6]])" if model == "pinhole" else "(k1, k2, k3, k4)"
         )
         raise CameraConfigError(
-            f"{where}.dist must have {counts} for model {model!r} in OpenCV order {order}, "
-            f"got {len(dist)}"
+            f"{where}.dist must have {counts} for model {model!r}, got {len(dist)} "
+            f"(OpenCV order {order}; [] for none)"
         )
 
 
@@ -231,12 +241,13 @@ class CameraModel:
         dist = d.get("dist", [])
         if dist is None:
             dist = []
-        _check_model_fields(
-            where, d["width"], d["height"], d["fx"], d["fy"], d["cx"], d["cy"], model, dist
-        )
+        if isinstance(dist, (list, tuple)):
+            dist = [_yaml_float(v) for v in dist]
+        fx, fy, cx, cy = (_yaml_float(d[k]) for k in ("fx", "fy", "cx", "cy"))
+        _check_model_fields(where, d["width"], d["height"], fx, fy, cx, cy, model, dist)
         return cls(
-            int(d["width"]), int(d["height"]), float(d["fx"]), float(d["fy"]),
-            float(d["cx"]), float(d["cy"]), model, tuple(float(v) for v in dist),
+            int(d["width"]), int(d["height"]), float(fx), float(fy), float(cx), float(cy),
+            model, tuple(float(v) for v in dist),
         )
 
     def scaled(self, width: int, height: int) -> CameraModel:
@@ -343,40 +354,40 @@ class CameraModel:
 
     def _fisheye_undistort(self, xy_d: np.ndarray) -> np.ndarray:
         k1, k2, k3, k4 = self._fisheye_coeffs()
-        theta_d = np.sqrt(xy_d[..., 0] ** 2 + xy_d[..., 1] ** 2)
-        theta = theta_d.copy()
-        for _ in range(_NEWTON_ITERS):
+        table_t, table_td, limit = _radial_table(self.model, self.dist)
+        # tan() needs theta < 90 degrees to give a z=1 ray.
+        limit = min(limit, math.pi / 2 - 1e-9)
+        theta_d = np.hypot(xy_d[:, 0], xy_d[:, 1])
+        # Start from the tabulated inverse: Newton then needs two or three steps.
+        theta = np.interp(theta_d, table_td, table_t)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            for _ in range(_NEWTON_ITERS):
+                t2 = theta * theta
+                f = self._fisheye_theta_d(theta) - theta_d
+                if not np.any(np.abs(f) > _NEWTON_TOL):
+                    break
+                df = 1 + t2 * (3 * k1 + t2 * (5 * k2 + t2 * (7 * k3 + t2 * 9 * k4)))
+                theta = np.clip(theta - f / df, 0.0, math.pi)
             t2 = theta * theta
-            f = self._fisheye_theta_d(theta) - theta_d
             df = 1 + t2 * (3 * k1 + t2 * (5 * k2 + t2 * (7 * k3 + t2 * 9 * k4)))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                step = f / df
-            theta = theta - step
-            if not np.any(np.abs(f) > _NEWTON_TOL):
-                break
-        t2 = theta * theta
-        df = 1 + t2 * (3 * k1 + t2 * (5 * k2 + t2 * (7 * k3 + t2 * 9 * k4)))
-        resid = np.abs(self._fisheye_theta_d(theta) - theta_d)
-        # The monotonic branch only: a positive slope means we found the lens's own ray, not a
-        # fold of the polynomial; tan() needs theta < 90 degrees to give a z=1 ray.
-        theta_limit = min(_radial_limit(self.model, self.dist), math.pi / 2 - 1e-9)
-        ok = (resid < 1e-10) & (df > 0) & (theta >= 0) & (theta < theta_limit)
-        with np.errstate(divide="ignore", invalid="ignore"):
+            resid = np.abs(self._fisheye_theta_d(theta) - theta_d)
+            # The principal branch only: inside the angle where theta_d stops growing, so the
+            # ray found is the lens's own and not a fold of the polynomial.
+            ok = (resid < 1e-10) & (df > 0) & (theta < limit)
             scale = np.where(
                 theta_d > 1e-12, np.tan(theta) / np.where(theta_d > 1e-12, theta_d, 1.0), 1.0
             )
-        out = xy_d * scale[..., None]
+        out = xy_d * scale[:, None]
         out[~ok] = np.nan
         return out
 
     def _pinhole_undistort(self, xy_d: np.ndarray) -> np.ndarray:
         k1, k2, p1, p2, k3, k4, k5, k6 = self._pinhole_coeffs()
-        r_limit = _radial_limit(self.model, self.dist)
-        xd, yd = xy_d[..., 0], xy_d[..., 1]
+        table_r, table_rd, r_limit = _radial_table(self.model, self.dist)
 
         def residual_and_jacobian(
             x: np.ndarray, y: np.ndarray, tx: np.ndarray, ty: np.ndarray
-        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
             r2 = x * x + y * y
             a = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
             b = 1 + r2 * (k4 + r2 * (k5 + r2 * k6))
@@ -387,54 +398,75 @@ class CameraModel:
             fx = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x) - tx
             fy = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y - ty
             j11 = radial + 2 * x * x * dradial + 2 * p1 * y + 6 * p2 * x
-            j12 = 2 * x * y * dradial + 2 * p1 * x + 2 * p2 * y
+            j12 = 2 * x * y * dradial + 2 * p1 * x + 2 * p2 * y  # = j21
             j22 = radial + 2 * y * y * dradial + 6 * p1 * y + 2 * p2 * x
-            return fx, fy, j11, j12, j12, j22
+            return fx, fy, j11, j12, j22
 
         def solve(
             x: np.ndarray, y: np.ndarray, tx: np.ndarray, ty: np.ndarray
         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            x, y = x.copy(), y.copy()
+            act = np.arange(x.size)  # points still iterating
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 for _ in range(_NEWTON_ITERS):
-                    fx, fy, j11, j12, j21, j22 = residual_and_jacobian(x, y, tx, ty)
+                    xa, ya, txa, tya = x[act], y[act], tx[act], ty[act]
+                    fx, fy, j11, j12, j22 = residual_and_jacobian(xa, ya, txa, tya)
                     err = np.hypot(fx, fy)
-                    if not np.any(err > _NEWTON_TOL):
+                    keep = ~(err <= _NEWTON_TOL)
+                    if not keep.any():
                         break
-                    det = j11 * j22 - j12 * j21
+                    act, xa, ya, txa, tya = act[keep], xa[keep], ya[keep], txa[keep], tya[keep]
+                    fx, fy, j11, j12, j22, err = (
+                        v[keep] for v in (fx, fy, j11, j12, j22, err)
+                    )
+                    det = j11 * j22 - j12 * j12
                     sx = (j22 * fx - j12 * fy) / det
-                    sy = (j11 * fy - j21 * fx) / det
-                    # Damped step: halve until the residual shrinks, so strong barrel distortion
-                    # (where a full Newton step overshoots) still converges.
-                    t = np.ones_like(x)
+                    sy = (j11 * fy - j12 * fx) / det
+                    # Damped step: halve until the residual shrinks, so a full Newton step that
+                    # overshoots under strong distortion cannot throw a point off its branch.
+                    t = np.ones_like(xa)
                     for _ in range(8):
-                        nfx, nfy, *_rest = residual_and_jacobian(x - t * sx, y - t * sy, tx, ty)
-                        worse = ~(np.hypot(nfx, nfy) <= err) & (err > _NEWTON_TOL)
-                        if not np.any(worse):
+                        nfx, nfy, *_ = residual_and_jacobian(xa - t * sx, ya - t * sy, txa, tya)
+                        worse = ~(np.hypot(nfx, nfy) <= err)
+                        if not worse.any():
                             break
                         t = np.where(worse, t * 0.5, t)
-                    x = x - t * sx
-                    y = y - t * sy
-                fx, fy, j11, j12, j21, j22 = residual_and_jacobian(x, y, tx, ty)
-                det = j11 * j22 - j12 * j21
+                    x[act] = xa - t * sx
+                    y[act] = ya - t * sy
+                fx, fy, j11, j12, j22 = residual_and_jacobian(x, y, tx, ty)
                 # The principal branch only: positive Jacobian and inside the radius where the
                 # radial map stops growing; anything else is a fold of the polynomial.
-                ok = (np.hypot(fx, fy) < 1e-10) & (det > 0) & (np.hypot(x, y) < r_limit)
+                ok = (
+                    (np.hypot(fx, fy) < 1e-10)
+                    & (j11 * j22 - j12 * j12 > 0)
+                    & (np.hypot(x, y) < r_limit)
+                )
             return x, y, ok
 
-        x, y, ok = solve(xd.copy(), yd.copy(), xd, yd)
-        # Newton started in a fold converges to the wrong branch; restart those points closer
-        # to the axis, where the map is near identity.
+        xd, yd = xy_d[:, 0], xy_d[:, 1]
         rd = np.hypot(xd, yd)
-        for frac in (0.5, 0.25, 0.05):
-            retry = ~ok
-            if not np.any(retry):
-                break
+        # Beyond the largest distorted radius the principal branch reaches (radial part plus a
+        # bound on the tangential part) there is nothing to solve for.
+        rd_max = table_rd[-1] + 3 * (abs(p1) + abs(p2)) * r_limit**2
+        todo = np.flatnonzero(~(rd > rd_max + 1e-9))
+        x = np.full(rd.shape, np.nan)
+        y = np.full(rd.shape, np.nan)
+        ok = np.zeros(rd.shape, dtype=bool)
+        if todo.size:
+            xd_t, yd_t, rd_t = xd[todo], yd[todo], rd[todo]
+            # Start from the tabulated radial-only inverse; tangential terms are small.
             with np.errstate(divide="ignore", invalid="ignore"):
-                s = np.minimum(1.0, frac * min(r_limit, 1e6) / np.where(rd > 0, rd, 1.0))
-            x2, y2, ok2 = solve(
-                xd[retry] * s[retry], yd[retry] * s[retry], xd[retry], yd[retry]
-            )
-            x[retry], y[retry], ok[retry] = x2, y2, ok2
+                s = np.where(rd_t > 0, np.interp(rd_t, table_rd, table_r) / rd_t, 1.0)
+            xs, ys, oks = solve(xd_t * s, yd_t * s, xd_t, yd_t)
+            for frac in (1.0, 0.5):  # rare: restart failures from the distorted point, or inside
+                retry = np.flatnonzero(~oks)
+                if not retry.size:
+                    break
+                x2, y2, ok2 = solve(
+                    xd_t[retry] * frac, yd_t[retry] * frac, xd_t[retry], yd_t[retry]
+                )
+                xs[retry], ys[retry], oks[retry] = x2, y2, ok2
+            x[todo], y[todo], ok[todo] = xs, ys, oks
         out = np.stack([x, y], axis=-1)
         out[~ok] = np.nan
         return out
@@ -507,7 +539,8 @@ class CameraModel:
     def pixel_rays(self) -> np.ndarray:
         """Ray direction ``(x, y, 1)`` through every pixel centre (undistorted, not unit length).
 
-        Pixels with no valid ray (beyond 90 degrees for a fisheye) are NaN.
+        Pixels with no valid ray (beyond 90 degrees for a fisheye, or where the lens polynomial
+        has folded over) are NaN in all three components.
 
         Returns:
             Float64 ray directions in the camera frame (OpenCV axes).
@@ -516,7 +549,8 @@ class CameraModel:
             - output: :math:`(H, W, 3)`
         """
         xy = self.unproject_pixels(self.pixel_grid())
-        return np.concatenate([xy, np.ones_like(xy[..., :1])], axis=-1)
+        z = np.where(np.isfinite(xy).all(axis=-1, keepdims=True), 1.0, np.nan)
+        return np.concatenate([xy, z], axis=-1)
 
     def hfov_deg(self) -> float:
         """Horizontal field of view in degrees, between the outer pixel edges on the centre row."""
@@ -526,28 +560,45 @@ class CameraModel:
 
 
 @functools.lru_cache(maxsize=64)
-def _radial_limit(model: str, dist: tuple[float, ...]) -> float:
-    """Radius (pinhole: r = |xy|; fisheye: theta) where the radial map first stops increasing.
+def _radial_table(model: str, dist: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Tabulate the radial map up to where it first stops increasing.
 
-    Beyond it the lens polynomial folds back, so rays there cannot be told apart from rays
-    inside: that is the edge of the model's valid field of view. ``inf`` when it never folds.
+    Pinhole: undistorted radius r -> distorted radius (radial terms only); fisheye: theta ->
+    theta_d. Beyond the returned limit the lens polynomial folds back, so rays there cannot be
+    told apart from rays inside: that is the edge of the model's valid field of view (``inf``
+    when it never folds within the table). The table seeds Newton's method in ``undistort``.
+
+    Returns:
+        ``(r, r_d, limit)``: increasing tables (read-only) and the limit radius.
     """
-    cam = CameraModel(2, 2, 1.0, 1.0, 0.5, 0.5, model, dist)  # type: ignore[arg-type]
     if model == "pinhole":
-        r = np.concatenate([np.linspace(0.0, 10.0, 20001)[1:], np.geomspace(10.0, 1e4, 4000)[1:]])
-        rd = cam.distort(np.stack([r, np.zeros_like(r)], axis=-1))[:, 0]
+        k1, k2, _p1, _p2, k3, k4, k5, k6 = (list(dist) + [0.0] * 8)[:8]
+        r = np.concatenate([np.linspace(0.0, 10.0, 20001), np.geomspace(10.0, 1e4, 4000)[1:]])
+        r2 = r * r
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            rd = r * (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
     else:
-        r = np.linspace(0.0, math.pi, 20001)[1:]
-        rd = cam._fisheye_theta_d(r)
+        k1, k2, k3, k4 = dist if dist else (0.0, 0.0, 0.0, 0.0)
+        r = np.linspace(0.0, math.pi, 20001)
+        t2 = r * r
+        rd = r * (1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4))))
     with np.errstate(invalid="ignore"):
         fold = np.flatnonzero(~(np.diff(rd) > 0))
-    return float(r[fold[0]]) if fold.size else math.inf
+    n = fold[0] + 1 if fold.size else r.size
+    limit = float(r[n - 1]) if fold.size else math.inf
+    r, rd = r[:n].copy(), rd[:n].copy()
+    r.setflags(write=False)
+    rd.setflags(write=False)
+    return r, rd, limit
 
 
 def _format_float(v: float) -> str:
     # repr gives the shortest string that round-trips exactly; YAML needs a dot or exponent.
     s = repr(float(v))
-    return s if any(c in s for c in ".eEn") else s + ".0"
+    mantissa, e, exp = s.partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"  # PyYAML (YAML 1.1) reads "1e-07" as a string, "1.0e-07" as a float
+    return mantissa + e + exp
 
 
 def _camera_yaml_block(name: str, cam: CameraModel) -> list[str]:
@@ -713,6 +764,7 @@ class CameraCorrection:
         self._prepare_numpy()
         self._grid_np = self._make_grid()
         self._torch_grids: dict[tuple[str, Any], Any] = {}
+        self._plans: dict[tuple[int, Any], Any] = {}
 
     @classmethod
     def from_rig(cls, rig: CameraRig) -> CameraCorrection:
@@ -757,8 +809,8 @@ class CameraCorrection:
         # Clamp the left/top neighbour so x = W-1 exactly uses weight 1 on the last column.
         x0 = np.clip(np.floor(x), 0, self.real.width - 2).astype(np.intp)
         y0 = np.clip(np.floor(y), 0, self.real.height - 2).astype(np.intp)
-        wx = (x - x0).astype(np.float32)[:, None]
-        wy = (y - y0).astype(np.float32)[:, None]
+        wx = x - x0
+        wy = y - y0
         self._out_idx = idx
         self._i00 = y0 * w + x0
         self._i01 = self._i00 + 1
@@ -768,6 +820,26 @@ class CameraCorrection:
         self._w01 = wx * (1 - wy)
         self._w10 = (1 - wx) * wy
         self._w11 = wx * wy
+
+    def _gather_plan(
+        self, c: int, compute: type[np.floating[Any]]
+    ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray | None]:
+        key = (c, compute)
+        plan = self._plans.get(key)
+        if plan is None:
+            ch = np.arange(c)
+            idx = [
+                (i[:, None] * c + ch).reshape(-1)
+                for i in (self._i00, self._i01, self._i10, self._i11)
+            ]
+            wts = [
+                np.repeat(wt.reshape(-1).astype(compute), c)
+                for wt in (self._w00, self._w01, self._w10, self._w11)
+            ]
+            out_idx = None if self.valid.all() else (self._out_idx[:, None] * c + ch).reshape(-1)
+            plan = (idx, wts, out_idx)
+            self._plans[key] = plan
+        return plan
 
     def _make_grid(self) -> np.ndarray:
         gx = 2.0 * self.map_x.astype(np.float64) / (self.real.width - 1) - 1.0
@@ -820,22 +892,24 @@ class CameraCorrection:
         single = frames.ndim == 3
         batch = frames[None] if single else frames
         n, c = batch.shape[0], batch.shape[-1]
-        flat = batch.reshape(n, h * w, c)
         compute = np.float64 if frames.dtype == np.float64 else np.float32
-        w00, w01, w10, w11 = (
-            wt.astype(compute, copy=False) for wt in (self._w00, self._w01, self._w10, self._w11)
-        )
-        vals: np.ndarray = flat[:, self._i00].astype(compute)
-        vals *= w00
-        vals += flat[:, self._i01] * w01
-        vals += flat[:, self._i10] * w10
-        vals += flat[:, self._i11] * w11
-        hs, ws = self.out_size
-        out = np.zeros((n, hs * ws, c), dtype=frames.dtype)
+        idx, wts, out_idx = self._gather_plan(c, compute)
+        # Gathering from (N, H*W*C) with channel-expanded indices reads contiguous runs: about
+        # 2.5x faster than indexing the pixel axis of (N, H*W, C).
+        flat = batch.reshape(n, h * w * c)
+        vals: np.ndarray = np.take(flat, idx[0], axis=1).astype(compute)
+        vals *= wts[0]
+        for k in (1, 2, 3):
+            vals += np.take(flat, idx[k], axis=1) * wts[k]
         if frames.dtype == np.uint8:
             np.rint(vals, out=vals)
             np.clip(vals, 0, 255, out=vals)
-        out[:, self._out_idx] = vals
+        hs, ws = self.out_size
+        if out_idx is None:
+            out = vals.astype(frames.dtype, copy=False)
+        else:
+            out = np.zeros((n, hs * ws * c), dtype=frames.dtype)
+            out[:, out_idx] = vals
         out = out.reshape(n, hs, ws, c)
         return out[0] if single else out
 
