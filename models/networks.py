@@ -1,0 +1,683 @@
+"""Translator networks: ResNet generators (CycleGAN, CUT, edge), PatchGAN discriminators, CUT's MLP."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "EDGE_GENERATOR_PRESET",
+    "BlurDownsample",
+    "BlurUpsample",
+    "NLayerDiscriminator",
+    "PatchSampleF",
+    "ResnetBlock",
+    "ResnetGenerator",
+    "SeparableConv2d",
+    "define_generator",
+    "edge_generator_kwargs",
+    "init_weights",
+]
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+_PADDING_TYPES = ("reflect", "replicate", "zero")
+_INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
+
+#: The edge generator for Jetson-class robots (issue "On the robot"): 2.39 GMAC at 224x224
+#: (CycleGAN's default generator: 37.9). ngf 32 halves every channel count (4x fewer MACs in the
+#: dense convs); depthwise-separable residual blocks (as GAN Compression's mobile generator) cut
+#: the blocks, which hold 88 % of the default's MACs, by another ~8x; plain strided / transposed
+#: convs because CUT's blur-pool path runs its convs at full resolution (+2.8 GMAC at ngf 32).
+EDGE_GENERATOR_PRESET: dict[str, Any] = {
+    "ngf": 32,
+    "n_blocks": 9,
+    "separable": True,
+    "antialias": False,
+    "antialias_up": False,
+}
+
+
+def edge_generator_kwargs() -> dict[str, Any]:
+    """Return the edge generator's keyword arguments for :class:`ResnetGenerator` (a fresh copy).
+
+    Returns:
+        ``{"ngf": 32, "n_blocks": 9, "separable": True, "antialias": False,
+        "antialias_up": False}``: 2.39 GMAC and 0.51 M parameters at 224x224, works for CycleGAN
+        and CUT (CUT's ``layers``/``encode_only`` feature extraction included) and exports to ONNX.
+
+    Example:
+        >>> g = ResnetGenerator(**edge_generator_kwargs())
+    """
+    return dict(EDGE_GENERATOR_PRESET)
+
+
+def _binomial_kernel(taps: Sequence[float]) -> Tensor:
+    row = torch.tensor(taps, dtype=torch.float32)
+    kernel = row[:, None] * row[None, :]
+    return kernel / kernel.sum()
+
+
+class BlurDownsample(nn.Module):
+    """CUT's anti-aliased downsampling: a fixed [1, 2, 1] binomial blur, reflect padding, stride 2.
+
+    The kernel is the non-learned buffer ``filt`` of shape (C, 1, 3, 3) so official CUT state_dicts
+    (keys ``model.N.filt``) load unchanged.
+
+    Args:
+        channels: number of channels C (the blur is depthwise).
+
+    Shape:
+        - Input: (B, C, H, W), H and W >= 2.
+        - Output: (B, C, ceil(H / 2), ceil(W / 2)).
+    """
+
+    filt: Tensor
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.pad = nn.ReflectionPad2d(1)
+        kernel = _binomial_kernel([1.0, 2.0, 1.0])
+        self.register_buffer("filt", kernel[None, None].repeat(channels, 1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Blur and subsample ``x`` (B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2))."""
+        return F.conv2d(self.pad(x), self.filt, stride=2, groups=self.channels)
+
+
+class BlurUpsample(nn.Module):
+    """CUT's anti-aliased upsampling: a transposed [1, 3, 3, 1] blur with replicate padding.
+
+    The kernel (scaled by stride² = 4 so a constant image stays constant) is the non-learned buffer
+    ``filt`` of shape (C, 1, 4, 4), as in official CUT state_dicts.
+
+    Args:
+        channels: number of channels C (the blur is depthwise).
+
+    Shape:
+        - Input: (B, C, H, W).
+        - Output: (B, C, 2H, 2W).
+    """
+
+    filt: Tensor
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.pad = nn.ReplicationPad2d(1)
+        kernel = _binomial_kernel([1.0, 3.0, 3.0, 1.0]) * 4.0
+        self.register_buffer("filt", kernel[None, None].repeat(channels, 1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Upsample ``x`` (B, C, H, W) -> (B, C, 2H, 2W)."""
+        y = F.conv_transpose2d(self.pad(x), self.filt, stride=2, padding=2, groups=self.channels)
+        return y[:, :, 1:-1, 1:-1]  # (B, C, 2H + 2, 2W + 2) -> (B, C, 2H, 2W)
+
+
+def _instance_norm(channels: int) -> nn.InstanceNorm2d:
+    # The official instance norm: no affine parameters, no running stats, so no state_dict keys.
+    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+
+
+def _pad_layer(padding_type: str, size: int) -> nn.Module | None:
+    if padding_type == "reflect":
+        return nn.ReflectionPad2d(size)
+    if padding_type == "replicate":
+        return nn.ReplicationPad2d(size)
+    return None  # "zero": the conv pads itself
+
+
+class SeparableConv2d(nn.Module):
+    """Depthwise-separable 3x3 conv as GAN Compression's mobile generator: depthwise -> norm -> 1x1.
+
+    Args:
+        in_channels: input channels C_in.
+        out_channels: output channels C_out.
+        padding: zero padding of the depthwise conv (0 when a padding layer precedes it).
+        bias: whether the convs have a bias.
+
+    Shape:
+        - Input: (B, C_in, H, W).
+        - Output: (B, C_out, H + 2 * padding - 2, W + 2 * padding - 2).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, padding: int = 0, bias: bool = True):
+        super().__init__()
+        self.depthwise = nn.Conv2d(
+            in_channels, in_channels, 3, padding=padding, groups=in_channels, bias=bias
+        )
+        self.norm = _instance_norm(in_channels)
+        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the depthwise conv, the norm and the pointwise conv."""
+        return self.pointwise(self.norm(self.depthwise(x)))
+
+
+class ResnetBlock(nn.Module):
+    """Residual block ``x + conv_block(x)``, ``conv_block`` laid out as the official one.
+
+    ``conv_block`` = [pad, conv3x3, norm, ReLU, (Dropout 0.5), pad, conv3x3, norm]; with zero
+    padding the pad layers are absent and the convs pad by 1. ``separable=True`` replaces each
+    conv3x3 by a :class:`SeparableConv2d` in the same position.
+
+    Args:
+        dim: channels C.
+        padding_type: ``"reflect"``, ``"replicate"`` or ``"zero"``.
+        use_dropout: insert Dropout(0.5) after the first ReLU.
+        use_bias: whether the convs have a bias (True with instance norm, as the official).
+        separable: use depthwise-separable convs.
+
+    Shape:
+        - Input: (B, C, H, W), H and W >= 2 with reflect padding.
+        - Output: (B, C, H, W).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        padding_type: str = "reflect",
+        use_dropout: bool = False,
+        use_bias: bool = True,
+        separable: bool = False,
+    ) -> None:
+        super().__init__()
+        if padding_type not in _PADDING_TYPES:
+            raise ValueError(f"padding_type must be one of {_PADDING_TYPES}, got {padding_type!r}")
+        p = 1 if padding_type == "zero" else 0
+        layers: list[nn.Module] = []
+        for second in (False, True):
+            pad = _pad_layer(padding_type, 1)
+            if pad is not None:
+                layers.append(pad)
+            if separable:
+                layers.append(SeparableConv2d(dim, dim, padding=p, bias=use_bias))
+            else:
+                layers.append(nn.Conv2d(dim, dim, kernel_size=3, padding=p, bias=use_bias))
+            layers.append(_instance_norm(dim))
+            if not second:
+                layers.append(nn.ReLU(True))
+                if use_dropout:
+                    layers.append(nn.Dropout(0.5))
+        self.conv_block = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return ``x + conv_block(x)``."""
+        return x + self.conv_block(x)
+
+
+def _is_exporting() -> bool:
+    # Python-side shape checks would be baked into (or warn during) a TorchScript/ONNX trace.
+    return bool(
+        torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
+    )
+
+
+class ResnetGenerator(nn.Module):
+    """ResNet translator generator of CycleGAN and CUT (and the edge variant), official layout.
+
+    ``self.model`` is an ``nn.Sequential`` whose module order matches the official code, so
+    official state_dicts load with ``strict=True`` and no key mapping: reflect pad, 7x7 conv,
+    norm, ReLU; two downsamplings; ``n_blocks`` residual blocks; two upsamplings; reflect pad,
+    7x7 conv, tanh. Norms are ``InstanceNorm2d(affine=False)``; convs have biases.
+
+    - ``antialias=False`` (CycleGAN): downsampling = conv3x3 stride 2 -> norm -> ReLU.
+    - ``antialias=True`` (CUT): conv3x3 stride 1 -> norm -> ReLU -> :class:`BlurDownsample`.
+    - ``antialias_up=False`` (CycleGAN): ConvTranspose2d 3x3 stride 2 -> norm -> ReLU.
+    - ``antialias_up=True`` (CUT): :class:`BlurUpsample` -> conv3x3 -> norm -> ReLU.
+    - ``separable=True``: the residual blocks use depthwise-separable convs (edge generator, see
+      :func:`edge_generator_kwargs`).
+
+    Accepted input sizes: H and W multiples of 4 and at least 8 (the two stride-2 downsamplings
+    must be undone exactly by the two upsamplings, and the bottleneck needs 2 pixels for its
+    reflect padding); anything else raises ``ValueError``. The official code accepts other sizes
+    silently and returns an image of a different size, which crashes later in the losses.
+
+    Args:
+        input_nc: input channels.
+        output_nc: output channels.
+        ngf: channels of the first conv (doubled at each downsampling).
+        n_blocks: number of residual blocks (>= 0).
+        use_dropout: Dropout(0.5) in the residual blocks.
+        antialias: CUT's blur-pool downsampling.
+        antialias_up: CUT's blur upsampling.
+        padding_type: padding inside the residual blocks: ``"reflect"``, ``"replicate"``, ``"zero"``.
+        separable: depthwise-separable residual blocks.
+
+    Shape:
+        - Input: (B, input_nc, H, W), values in [-1, 1].
+        - Output: (B, output_nc, H, W), values in [-1, 1].
+
+    Example:
+        >>> g = ResnetGenerator(ngf=16, antialias=True, antialias_up=True)
+        >>> g(torch.zeros(1, 3, 64, 64)).shape
+        torch.Size([1, 3, 64, 64])
+        >>> [f.shape[1] for f in g(torch.zeros(1, 3, 64, 64), layers=[0, 4], encode_only=True)]
+        [3, 32]
+    """
+
+    def __init__(
+        self,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        ngf: int = 64,
+        n_blocks: int = 9,
+        use_dropout: bool = False,
+        antialias: bool = False,
+        antialias_up: bool = False,
+        padding_type: str = "reflect",
+        separable: bool = False,
+    ) -> None:
+        super().__init__()
+        for name, value in (("input_nc", input_nc), ("output_nc", output_nc), ("ngf", ngf)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if n_blocks < 0:
+            raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
+        if padding_type not in _PADDING_TYPES:
+            raise ValueError(f"padding_type must be one of {_PADDING_TYPES}, got {padding_type!r}")
+        self.input_nc = input_nc
+        self.output_nc = output_nc
+
+        layers: list[nn.Module] = []
+        channels: list[int] = []  # channels of each layer's output, for feature_channels()
+
+        def add(module: nn.Module, out_channels: int) -> None:
+            layers.append(module)
+            channels.append(out_channels)
+
+        add(nn.ReflectionPad2d(3), input_nc)
+        add(nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=True), ngf)
+        add(_instance_norm(ngf), ngf)
+        add(nn.ReLU(True), ngf)
+        for i in range(2):
+            c_in, c_out = ngf * 2**i, ngf * 2 ** (i + 1)
+            stride = 1 if antialias else 2
+            add(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=True), c_out)
+            add(_instance_norm(c_out), c_out)
+            add(nn.ReLU(True), c_out)
+            if antialias:
+                add(BlurDownsample(c_out), c_out)
+        dim = ngf * 4
+        for _ in range(n_blocks):
+            add(ResnetBlock(dim, padding_type, use_dropout, True, separable), dim)
+        for i in range(2):
+            c_in, c_out = ngf * 2 ** (2 - i), ngf * 2 ** (1 - i)
+            if antialias_up:
+                add(BlurUpsample(c_in), c_in)
+                add(nn.Conv2d(c_in, c_out, 3, stride=1, padding=1, bias=True), c_out)
+            else:
+                up = nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1)
+                add(up, c_out)
+            add(_instance_norm(c_out), c_out)
+            add(nn.ReLU(True), c_out)
+        add(nn.ReflectionPad2d(3), ngf)
+        add(nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), output_nc)
+        add(nn.Tanh(), output_nc)
+        self.model = nn.Sequential(*layers)
+        self.layer_channels: tuple[int, ...] = tuple(channels)
+
+    def feature_channels(self, layers: Sequence[int]) -> list[int]:
+        """Channels of the activations after the given positions of ``self.model``.
+
+        Args:
+            layers: positions in ``self.model`` (e.g. CUT's ``[0, 4, 8, 12, 16]``).
+
+        Returns:
+            One channel count per position, for :class:`PatchSampleF`'s ``in_channels``.
+        """
+        self._check_layers(layers)
+        return [self.layer_channels[i] for i in layers]
+
+    def _check_layers(self, layers: Sequence[int]) -> None:
+        n = len(self.model)
+        if not layers:
+            raise ValueError("layers must name at least one position of self.model")
+        if any(not 0 <= i < n for i in layers) or any(
+            a >= b for a, b in zip(layers, layers[1:], strict=False)
+        ):
+            raise ValueError(
+                f"layers must be strictly increasing positions in [0, {n}) of self.model, "
+                f"got {list(layers)}"
+            )
+
+    def _check_input(self, x: Tensor) -> None:
+        if _is_exporting():
+            return
+        if x.ndim != 4 or x.shape[1] != self.input_nc:
+            raise ValueError(f"x must have shape (B, {self.input_nc}, H, W), got {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        if h % 4 or w % 4 or h < 8 or w < 8:
+            raise ValueError(
+                "ResnetGenerator accepts H and W that are multiples of 4 and at least 8 (two "
+                f"stride-2 downsamplings must be undone exactly), got x of shape {tuple(x.shape)}; "
+                "resize or crop the input first"
+            )
+
+    def forward(
+        self, x: Tensor, layers: Sequence[int] | None = None, encode_only: bool = False
+    ) -> Tensor | list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """Translate ``x``; with ``layers``, also (or only) return intermediate activations.
+
+        This is CUT's generator interface; ``forward(x)`` is the deployable path.
+
+        Args:
+            x: images (B, input_nc, H, W) in [-1, 1].
+            layers: strictly increasing positions in ``self.model`` whose outputs to collect.
+            encode_only: with ``layers``, stop after the last of them and return only the
+                activations (see :meth:`encode`).
+
+        Returns:
+            The translated image (B, output_nc, H, W) without ``layers``; the list of activations
+            with ``layers`` and ``encode_only``; ``(image, activations)`` with ``layers`` alone.
+        """
+        if not layers:
+            self._check_input(x)
+            return self.model(x)
+        if encode_only:
+            return self.encode(x, layers)
+        return self.forward_with_features(x, layers)
+
+    def encode(self, x: Tensor, layers: Sequence[int]) -> list[Tensor]:
+        """Return the activations after ``layers`` (positions in ``self.model``), in order.
+
+        Only the modules up to ``layers[-1]`` run.
+
+        Args:
+            x: images (B, input_nc, H, W).
+            layers: strictly increasing positions in ``self.model``.
+
+        Returns:
+            One tensor (B, C_i, H_i, W_i) per position; C_i = ``feature_channels(layers)[i]``.
+        """
+        self._check_layers(layers)
+        self._check_input(x)
+        wanted = set(layers)
+        feats: list[Tensor] = []
+        for i, layer in enumerate(self.model):
+            x = layer(x)
+            if i in wanted:
+                feats.append(x)
+            if i == layers[-1]:
+                break
+        return feats
+
+    def forward_with_features(
+        self, x: Tensor, layers: Sequence[int]
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Return the translated image and the activations after ``layers``.
+
+        Args:
+            x: images (B, input_nc, H, W).
+            layers: strictly increasing positions in ``self.model``.
+
+        Returns:
+            ``(image, feats)``: image (B, output_nc, H, W) and one tensor per position.
+        """
+        self._check_layers(layers)
+        self._check_input(x)
+        wanted = set(layers)
+        feats: list[Tensor] = []
+        for i, layer in enumerate(self.model):
+            x = layer(x)
+            if i in wanted:
+                feats.append(x)
+        return x, feats
+
+
+def _discriminator_output_size(size: int, n_layers: int, antialias: bool) -> int:
+    """Spatial output size of :class:`NLayerDiscriminator` along one axis (<= 0: too small)."""
+    for _ in range(n_layers):
+        if antialias:
+            size -= 1  # conv k4 s1 p1
+            if size < 2:  # BlurDownsample's reflect padding needs 2 pixels
+                return 0
+            size = (size - 1) // 2 + 1
+        else:
+            size = (size - 2) // 2 + 1  # conv k4 s2 p1
+            if size < 1:
+                return 0
+    return size - 2  # two conv k4 s1 p1
+
+
+class NLayerDiscriminator(nn.Module):
+    """PatchGAN discriminator (70x70 receptive field at ``n_layers=3``), official layout.
+
+    conv4x4 s2 -> LeakyReLU(0.2); ``n_layers - 1`` x [conv4x4 s2 -> norm -> LeakyReLU];
+    conv4x4 s1 -> norm -> LeakyReLU; conv4x4 s1 -> 1-channel logit map. Channel multipliers
+    ``min(2**n, 8)``. ``antialias=True`` is CUT's variant: each stride-2 conv becomes a stride-1
+    conv followed by :class:`BlurDownsample` (after the activation).
+
+    Args:
+        input_nc: input channels.
+        ndf: channels of the first conv.
+        n_layers: number of stride-2 stages.
+        antialias: CUT's blur-pool variant.
+
+    Shape:
+        - Input: (B, input_nc, H, W) with H, W >= ``self.min_input_size`` (24 for the default
+          3 layers without antialias, 22 with).
+        - Output: (B, 1, H', W'); 256 -> 30 (CycleGAN), 64 -> 6.
+
+    Example:
+        >>> NLayerDiscriminator(ndf=16)(torch.zeros(2, 3, 64, 64)).shape
+        torch.Size([2, 1, 6, 6])
+    """
+
+    def __init__(
+        self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, antialias: bool = False
+    ) -> None:
+        super().__init__()
+        if input_nc < 1 or ndf < 1 or n_layers < 1:
+            raise ValueError(
+                f"input_nc, ndf and n_layers must be >= 1, got {input_nc}, {ndf}, {n_layers}"
+            )
+        self.input_nc = input_nc
+        stride = 1 if antialias else 2
+        seq: list[nn.Module] = [
+            nn.Conv2d(input_nc, ndf, kernel_size=4, stride=stride, padding=1),
+            nn.LeakyReLU(0.2, True),
+        ]
+        if antialias:
+            seq.append(BlurDownsample(ndf))
+        mult = 1
+        for n in range(1, n_layers):
+            prev, mult = mult, min(2**n, 8)
+            seq += [
+                nn.Conv2d(ndf * prev, ndf * mult, kernel_size=4, stride=stride, padding=1),
+                _instance_norm(ndf * mult),
+                nn.LeakyReLU(0.2, True),
+            ]
+            if antialias:
+                seq.append(BlurDownsample(ndf * mult))
+        prev, mult = mult, min(2**n_layers, 8)
+        seq += [
+            nn.Conv2d(ndf * prev, ndf * mult, kernel_size=4, stride=1, padding=1),
+            _instance_norm(ndf * mult),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * mult, 1, kernel_size=4, stride=1, padding=1),
+        ]
+        self.model = nn.Sequential(*seq)
+        self.min_input_size = next(
+            s for s in range(1, 4096) if _discriminator_output_size(s, n_layers, antialias) >= 1
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return the patch logits (B, 1, H', W') for images ``x`` (B, input_nc, H, W)."""
+        if not _is_exporting():
+            if x.ndim != 4 or x.shape[1] != self.input_nc:
+                raise ValueError(
+                    f"x must have shape (B, {self.input_nc}, H, W), got {tuple(x.shape)}"
+                )
+            if min(x.shape[-2:]) < self.min_input_size:
+                raise ValueError(
+                    f"NLayerDiscriminator needs H and W >= {self.min_input_size}, "
+                    f"got x of shape {tuple(x.shape)}"
+                )
+        return self.model(x)
+
+
+def _l2_normalize(x: Tensor) -> Tensor:
+    # The official Normalize: x / (||x|| + 1e-7), not F.normalize's max(||x||, eps).
+    return x / (x.pow(2).sum(-1, keepdim=True).sqrt() + 1e-7)
+
+
+class PatchSampleF(nn.Module):
+    """CUT's patch sampler + projection head (``netF = mlp_sample``), built at construction.
+
+    For each feature map: reshape to (B, H*W, C), keep the same random ``num_patches`` positions
+    for every image of the batch, project with ``mlp_i`` = Linear(C_i, nc) -> ReLU -> Linear(nc,
+    nc), L2-normalise. Parameter names ``mlp_0.0.weight`` ... match official CUT checkpoints.
+    Initialise like CUT with ``init_weights(f, "xavier", 0.02)``.
+
+    Args:
+        in_channels: channels of each feature map, e.g. ``G.feature_channels([0, 4, 8, 12, 16])``.
+        nc: output dimension of the projection.
+        use_mlp: project (``mlp_sample``) or only sample and normalise (``sample``).
+
+    Example:
+        >>> f = PatchSampleF([3, 128, 256, 256, 256])
+        >>> sum(p.numel() for p in f.parameters())
+        560384
+    """
+
+    def __init__(self, in_channels: Sequence[int], nc: int = 256, use_mlp: bool = True) -> None:
+        super().__init__()
+        if use_mlp and (not in_channels or any(c < 1 for c in in_channels)):
+            raise ValueError(f"in_channels must be positive channel counts, got {in_channels}")
+        self.in_channels = list(in_channels)
+        self.nc = nc
+        self.use_mlp = use_mlp
+        if use_mlp:
+            for i, c in enumerate(self.in_channels):
+                mlp = nn.Sequential(nn.Linear(c, nc), nn.ReLU(), nn.Linear(nc, nc))
+                self.add_module(f"mlp_{i}", mlp)
+
+    def forward(
+        self,
+        feats: Sequence[Tensor],
+        num_patches: int = 256,
+        patch_ids: Sequence[Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Sample, project and normalise patches of each feature map.
+
+        Args:
+            feats: feature maps (B, C_i, H_i, W_i), as many as ``in_channels``.
+            num_patches: positions per map (all of them, shuffled, if H_i * W_i is smaller);
+                0 keeps every position and returns maps instead of patch lists.
+            patch_ids: reuse the positions returned by an earlier call (one 1-D LongTensor per
+                map), as CUT does to sample the same positions in the source and the output.
+            generator: CPU generator for the positions (``torch.randperm`` on the CPU, then moved
+                to the features' device), so the draw is reproducible and device-independent.
+
+        Returns:
+            ``(feats_out, patch_ids)``: for ``num_patches > 0`` each feats_out[i] is
+            (B * P_i, nc) (or (B * P_i, C_i) without MLP), rows image-major; with
+            ``num_patches=0`` it is (B, nc, H_i, W_i), unit-norm along channels (the official
+            normalises that case along positions by accident) and ``patch_ids[i]`` is empty.
+        """
+        if self.use_mlp and len(feats) != len(self.in_channels):
+            raise ValueError(
+                f"feats must hold {len(self.in_channels)} feature maps, got {len(feats)}"
+            )
+        if patch_ids is not None and len(patch_ids) != len(feats):
+            raise ValueError(f"patch_ids must hold {len(feats)} tensors, got {len(patch_ids)}")
+        out_feats: list[Tensor] = []
+        out_ids: list[Tensor] = []
+        for i, feat in enumerate(feats):
+            if feat.ndim != 4 or (self.use_mlp and feat.shape[1] != self.in_channels[i]):
+                c = self.in_channels[i] if self.use_mlp else "C"
+                raise ValueError(
+                    f"feats[{i}] must have shape (B, {c}, H, W), got {tuple(feat.shape)}"
+                )
+            b, _, h, w = feat.shape
+            flat = feat.permute(0, 2, 3, 1).flatten(1, 2)  # (B, H*W, C)
+            if num_patches > 0:
+                if patch_ids is not None:
+                    ids = patch_ids[i].to(feat.device)
+                else:
+                    ids = torch.randperm(h * w, generator=generator)[: min(num_patches, h * w)]
+                    ids = ids.to(feat.device)
+                x = flat[:, ids, :].flatten(0, 1)  # (B*P, C)
+            else:
+                ids = torch.empty(0, dtype=torch.long, device=feat.device)
+                x = flat
+            if self.use_mlp:
+                x = getattr(self, f"mlp_{i}")(x)
+            x = _l2_normalize(x)
+            if num_patches == 0:
+                x = x.permute(0, 2, 1).reshape(b, x.shape[-1], h, w)
+            out_feats.append(x)
+            out_ids.append(ids)
+        return out_feats, out_ids
+
+
+def init_weights(net: ModuleT, init_type: str = "normal", init_gain: float = 0.02) -> ModuleT:
+    """Initialise conv / linear weights in place, as the official ``init_weights``.
+
+    Conv and Linear weights: ``normal`` N(0, init_gain) (CycleGAN), ``xavier`` xavier_normal with
+    gain init_gain (CUT), ``kaiming`` kaiming_normal (fan_in, a=0), ``orthogonal`` with gain
+    init_gain; their biases are zeroed. BatchNorm2d weights N(1, init_gain), biases 0. Buffers
+    (CUT's blur kernels) are untouched. Modules are visited in the official order, so a network
+    built and initialised after the same ``torch.manual_seed`` gets the official weights.
+
+    Args:
+        net: the module to initialise.
+        init_type: ``"normal"``, ``"xavier"``, ``"kaiming"`` or ``"orthogonal"``.
+        init_gain: std / gain as above.
+
+    Returns:
+        ``net`` (for chaining).
+    """
+    if init_type not in _INIT_TYPES:
+        raise ValueError(f"init_type must be one of {_INIT_TYPES}, got {init_type!r}")
+
+    def init_module(m: nn.Module) -> None:
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)):
+            if init_type == "normal":
+                nn.init.normal_(m.weight, 0.0, init_gain)
+            elif init_type == "xavier":
+                nn.init.xavier_normal_(m.weight, gain=init_gain)
+            elif init_type == "kaiming":
+                nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+            else:
+                nn.init.orthogonal_(m.weight, gain=init_gain)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0.0)
+        elif isinstance(m, nn.BatchNorm2d) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, init_gain)
+            nn.init.constant_(m.bias, 0.0)
+
+    with torch.no_grad():
+        net.apply(init_module)  # children before parents, as the official
+    return net
+
+
+_GENERATOR_KINDS: dict[str, dict[str, Any]] = {
+    "cyclegan": {"antialias": False, "antialias_up": False},
+    "cut": {"antialias": True, "antialias_up": True},
+    "edge": EDGE_GENERATOR_PRESET,
+}
+
+
+def define_generator(kind: str, **kwargs: Any) -> ResnetGenerator:
+    """Build a (not yet initialised) generator of a named kind; ``kwargs`` override the preset.
+
+    Args:
+        kind: ``"cyclegan"`` (transposed convs, 9 blocks, ngf 64), ``"cut"`` (antialiased down and
+            up paths) or ``"edge"`` (:data:`EDGE_GENERATOR_PRESET`).
+        **kwargs: further :class:`ResnetGenerator` arguments.
+
+    Returns:
+        The generator; initialise it with :func:`init_weights` (CycleGAN: ``"normal"``, CUT:
+        ``"xavier"``, both gain 0.02).
+    """
+    if kind not in _GENERATOR_KINDS:
+        raise ValueError(f"kind must be one of {sorted(_GENERATOR_KINDS)}, got {kind!r}")
+    return ResnetGenerator(**{**_GENERATOR_KINDS[kind], **kwargs})

@@ -1,0 +1,109 @@
+"""Tests for models/losses.py: GAN objectives on hand-computed inputs, PatchNCE vs the official."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.losses import GANLoss, PatchNCELoss
+
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference_nets_ngf16.pt"
+
+
+@pytest.fixture(scope="module")
+def ref() -> dict:
+    return torch.load(REFERENCE, map_location="cpu", weights_only=True)
+
+
+def test_lsgan_hand_computed():
+    pred = torch.tensor([[[[0.5, -1.0], [2.0, 0.0]]]])
+    loss = GANLoss("lsgan")
+    assert loss(pred, True).item() == pytest.approx((0.25 + 4 + 1 + 1) / 4)
+    assert loss(pred, False).item() == pytest.approx((0.25 + 1 + 4 + 0) / 4)
+    assert GANLoss("lsgan", target_real_label=0.5)(pred, True).item() == pytest.approx(
+        (0 + 2.25 + 2.25 + 0.25) / 4
+    )
+
+
+def test_vanilla_hand_computed():
+    pred = torch.tensor([[[[0.0, math.log(3.0)]]]])
+    loss = GANLoss("vanilla")
+    # real: mean(log(1 + e^-p)) = (log 2 + log 4/3) / 2; fake: mean(log(1 + e^p)) = (log 2 + log 4) / 2
+    assert loss(pred, True).item() == pytest.approx(math.log(8 / 3) / 2)
+    assert loss(pred, False).item() == pytest.approx(1.5 * math.log(2))
+
+
+def test_nonsaturating_matches_cut_semantics():
+    pred = torch.tensor([[[[0.0, math.log(3.0)]]], [[[-1.0, 2.0]]]])  # (2, 1, 1, 2)
+    loss = GANLoss("nonsaturating")
+    # CUT: softplus(-D).view(bs, -1).mean(1) per image, then .mean() in the model
+    cut_real = F.softplus(-pred).view(2, -1).mean(dim=1).mean()
+    cut_fake = F.softplus(pred).view(2, -1).mean(dim=1).mean()
+    assert torch.allclose(loss(pred, True), cut_real)
+    assert torch.allclose(loss(pred, False), cut_fake)
+    assert loss(torch.zeros(1, 1, 3, 3), True).item() == pytest.approx(math.log(2))
+
+
+def test_gan_loss_gradient_and_dtype():
+    pred = torch.zeros(2, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    for mode in ("lsgan", "vanilla", "nonsaturating"):
+        loss = GANLoss(mode)(pred, True)
+        assert loss.ndim == 0 and loss.dtype == torch.float64
+        (grad,) = torch.autograd.grad(loss, pred)
+        assert (grad < 0).all()  # pushing D up lowers the "real" loss
+
+
+def test_gan_loss_errors_and_state():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        GANLoss("wgan")
+    with pytest.raises(ValueError, match="prediction"):
+        GANLoss()(torch.zeros(0), True)
+    assert GANLoss().state_dict() == {}  # labels are config, not checkpoint state
+
+
+@pytest.mark.parametrize(
+    ("key", "batch_size", "all_negatives"),
+    [
+        ("patchnce_loss_vec_bs1", 1, False),
+        ("patchnce_loss_vec_bs2", 2, False),
+        ("patchnce_loss_vec_bs2_all_negatives", 2, True),
+    ],
+)
+def test_patchnce_matches_official(ref, key, batch_size, all_negatives):
+    loss = PatchNCELoss(0.07, batch_size, all_negatives)
+    out = loss(ref["patchnce_feat_q"], ref["patchnce_feat_k"])
+    assert out.shape == (128,)
+    assert torch.allclose(out, ref[key], atol=1e-5)
+
+
+def test_patchnce_hand_computed():
+    # two patches, one image: q0 = k0 = e0, q1 = k1 = e1
+    q = torch.eye(2)
+    out = PatchNCELoss(nce_T=1.0)(q, q.clone())
+    # logits row i: [pos 1, self -10, other 0] -> CE = -log(e / (e + e^-10 + 1))
+    expected = -math.log(math.e / (math.e + math.exp(-10) + 1))
+    assert torch.allclose(out, torch.full((2,), expected))
+
+
+def test_patchnce_detaches_keys_and_batch_override(ref):
+    q = ref["patchnce_feat_q"].clone().requires_grad_()
+    k = ref["patchnce_feat_k"].clone().requires_grad_()
+    loss = PatchNCELoss(batch_size=4)
+    out = loss(q, k, batch_size=2)
+    assert torch.allclose(out, ref["patchnce_loss_vec_bs2"], atol=1e-5)
+    out.mean().backward()
+    assert q.grad is not None and k.grad is None
+
+
+def test_patchnce_errors():
+    loss = PatchNCELoss(batch_size=3)
+    with pytest.raises(ValueError, match="batch_size=3"):
+        loss(torch.zeros(128, 4), torch.zeros(128, 4))
+    with pytest.raises(ValueError, match=r"\(B \* P, D\)"):
+        loss(torch.zeros(12, 4), torch.zeros(12, 5))
+    with pytest.raises(ValueError, match="nce_T"):
+        PatchNCELoss(nce_T=0)
