@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -414,3 +415,22 @@ def test_correction_dict_and_yaml(tmp_path: Path) -> None:
     np.testing.assert_array_equal(again.map_x, corr.map_x)
     rig.save(tmp_path / "camera.yaml")
     assert CameraCorrection.from_yaml(tmp_path / "camera.yaml").real == rig.real
+
+
+def test_pickle_drops_device_grids() -> None:
+    corr = CameraCorrection.from_rig(_rig())
+    corr.apply_torch(torch.rand(1, 3, 80, 96))
+    again = pickle.loads(pickle.dumps(corr))
+    assert again._torch_grids == {} and again.real == corr.real
+    frame = np.random.default_rng(6).integers(0, 256, (80, 96, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(again.apply(frame), corr.apply(frame))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_apply_torch_cuda_matches_cpu() -> None:
+    corr = CameraCorrection.from_rig(_rig())
+    x = torch.rand(4, 3, 80, 96)
+    y = corr.apply_torch(x.cuda())
+    assert y.device.type == "cuda"
+    assert (y.cpu() - corr.apply_torch(x)).abs().max() < 1e-5
