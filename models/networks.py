@@ -331,10 +331,10 @@ class ResnetGenerator(nn.Module):
         Returns:
             One channel count per position, for :class:`PatchSampleF`'s ``in_channels``.
         """
-        self._check_layers(layers)
-        return [self.layer_channels[i] for i in layers]
+        return [self.layer_channels[i] for i in self._check_layers(layers)]
 
-    def _check_layers(self, layers: Sequence[int]) -> None:
+    def _check_layers(self, layers: Sequence[int]) -> list[int]:
+        layers = [int(i) for i in layers]  # also accepts a LongTensor of positions
         n = len(self.model)
         if not layers:
             raise ValueError("layers must name at least one position of self.model")
@@ -345,6 +345,7 @@ class ResnetGenerator(nn.Module):
                 f"layers must be strictly increasing positions in [0, {n}) of self.model, "
                 f"got {list(layers)}"
             )
+        return layers
 
     def _check_input(self, x: Tensor) -> None:
         if _is_exporting():
@@ -376,7 +377,7 @@ class ResnetGenerator(nn.Module):
             The translated image (B, output_nc, H, W) without ``layers``; the list of activations
             with ``layers`` and ``encode_only``; ``(image, activations)`` with ``layers`` alone.
         """
-        if not layers:
+        if layers is None or len(layers) == 0:
             self._check_input(x)
             return self.model(x)
         if encode_only:
@@ -395,7 +396,7 @@ class ResnetGenerator(nn.Module):
         Returns:
             One tensor (B, C_i, H_i, W_i) per position; C_i = ``feature_channels(layers)[i]``.
         """
-        self._check_layers(layers)
+        layers = self._check_layers(layers)
         self._check_input(x)
         wanted = set(layers)
         feats: list[Tensor] = []
@@ -419,7 +420,7 @@ class ResnetGenerator(nn.Module):
         Returns:
             ``(image, feats)``: image (B, output_nc, H, W) and one tensor per position.
         """
-        self._check_layers(layers)
+        layers = self._check_layers(layers)
         self._check_input(x)
         wanted = set(layers)
         feats: list[Tensor] = []

@@ -76,9 +76,8 @@ def test_cut_discriminator_matches_official(ref):
 def test_cut_nce_features_match_official(ref):
     g = _cut_g()
     g.load_state_dict(ref["cut_G_state_dict"], strict=True)
-    layers = ref["cut_G_nce_layers"].tolist()
-    assert layers == NCE_LAYERS
-    feats = g(ref["input"], layers=layers, encode_only=True)
+    assert ref["cut_G_nce_layers"].tolist() == NCE_LAYERS
+    feats = g(ref["input"], layers=ref["cut_G_nce_layers"], encode_only=True)  # a LongTensor
     assert len(feats) == len(ref["cut_G_nce_features"])
     for ours, theirs in zip(feats, ref["cut_G_nce_features"], strict=True):
         assert ours.shape == theirs.shape
