@@ -1,0 +1,194 @@
+"""LightningDataModule for unpaired real→sim translator training (folders or the jetbot_synth world)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from datasets.folders import find_paired_samples, resolve_unpaired_folders
+from datasets.unpaired import UnpairedImageDataset, build_transform, to_tensor
+from translate.camera import CameraCorrection, load_camera_yaml
+from translate.imageio import read_image
+
+__all__ = ["PairedValDataset", "TranslationDataModule"]
+
+log = logging.getLogger(__name__)
+
+
+class PairedValDataset(Dataset[dict[str, Any]]):
+    """Paired frames for validation by action agreement: lens-corrected real, sim and the action.
+
+    Shape:
+        Items: ``{"real": (3, H, W) in [-1, 1], "sim": (3, H, W) in [-1, 1], "action": (A,),
+        "index": int}``.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], correction: CameraCorrection | None) -> None:
+        samples, _ = find_paired_samples(root)
+        if any(s.action is None for s in samples):
+            raise ValueError(f"validation folder {root} must carry actions in manifest.jsonl")
+        self.samples = samples
+        reals = [read_image(s.real) for s in samples]
+        if correction is not None:
+            reals = list(correction.apply(torch.utils.data.default_collate(reals).numpy()))
+        self.real = [to_tensor(r) for r in reals]
+        self.sim = [to_tensor(read_image(s.sim)) for s in samples if s.sim is not None]
+        self.actions = torch.tensor([s.action for s in samples], dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"real": self.real[i], "sim": self.sim[i], "action": self.actions[i], "index": i}
+
+
+class TranslationDataModule(L.LightningDataModule):
+    """Unpaired real/sim training data, optional paired validation data.
+
+    Args:
+        root: dataset root with ``real/`` + ``sim/`` (or ``trainA/`` + ``trainB/``).
+        name: a short name for run folders and logs.
+        real_dir, sim_dir: explicit folders (override ``root``'s layout).
+        synth: parameters of :func:`datasets.jetbot_synth.ensure_dataset`; when given, the
+            synthetic world is generated into ``root`` on first use.
+        camera_yaml: ``"auto"`` (``root/camera.yaml`` when present), a path, or None (no
+            lens correction).
+        correct_real: apply the lens correction to real frames before the translator.
+        load_size, crop_size, flip: the official resize → random crop → flip pipeline.
+        batch_size: images per domain per step.
+        num_workers: DataLoader workers (0 = in the main process).
+        cache: decode the folders into memory once.
+        on_error: undecodable images are skipped (and reported) or fatal.
+        steps_per_epoch: draw this many batches per epoch (with replacement) instead of one pass
+            over ``max(n_real, n_sim)``; the LR schedule is per epoch, so this sets its pace.
+        val_dir: a paired folder with actions for validation by action agreement, or None.
+        val_size: use at most this many validation pairs.
+        seed: seeds the epoch sampler.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        *,
+        name: str = "folders",
+        real_dir: str | None = None,
+        sim_dir: str | None = None,
+        synth: dict[str, Any] | None = None,
+        camera_yaml: str | None = "auto",
+        correct_real: bool = True,
+        load_size: int | None = None,
+        crop_size: int | None = None,
+        flip: bool = True,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        cache: bool = True,
+        on_error: Literal["skip", "raise"] = "skip",
+        steps_per_epoch: int | None = None,
+        val_dir: str | None = None,
+        val_size: int | None = None,
+        max_items: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root) if root else None
+        self.name = name
+        self.real_dir, self.sim_dir = real_dir, sim_dir
+        self.synth = dict(synth) if synth else None
+        self.camera_yaml = camera_yaml
+        self.correct_real = correct_real
+        self.load_size, self.crop_size, self.flip = load_size, crop_size, flip
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.cache = cache
+        self.on_error = on_error
+        self.steps_per_epoch = steps_per_epoch
+        self.val_dir = val_dir
+        self.val_size = val_size
+        self.max_items = max_items
+        self.seed = seed
+        self.train_set: UnpairedImageDataset | None = None
+        self.val_set: PairedValDataset | None = None
+        self.correction: CameraCorrection | None = None
+
+    def prepare_data(self) -> None:
+        """Generate the synthetic world on first use (rank 0 only)."""
+        if self.synth is not None:
+            from datasets.jetbot_synth import ensure_dataset
+
+            if self.root is None:
+                raise ValueError("data.root must be set when data.synth is given")
+            ensure_dataset(self.root, **self.synth)
+
+    def camera_path(self) -> Path | None:
+        """The camera.yaml used for lens correction, or None."""
+        if not self.correct_real or self.camera_yaml in (None, "", "none"):
+            return None
+        if self.camera_yaml == "auto":
+            if self.root is not None and (self.root / "camera.yaml").exists():
+                return self.root / "camera.yaml"
+            return None
+        p = Path(str(self.camera_yaml))
+        if not p.exists():
+            raise FileNotFoundError(f"data.camera_yaml: {p} does not exist")
+        return p
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets (decodes and lens-corrects the frames once when ``cache``)."""
+        cam = self.camera_path()
+        self.correction = CameraCorrection.from_rig(load_camera_yaml(cam)) if cam else None
+        if self.correction is not None and getattr(self.correction, "is_identity", False):
+            self.correction = None
+        if self.train_set is None and stage in (None, "fit"):
+            real_dir, sim_dir = resolve_unpaired_folders(
+                self.root, real_dir=self.real_dir, sim_dir=self.sim_dir
+            )
+            self.train_set = UnpairedImageDataset(
+                real_dir,
+                sim_dir,
+                correction=self.correction,
+                transform=build_transform(
+                    load_size=self.load_size, crop_size=self.crop_size, flip=self.flip, train=True
+                ),
+                cache=self.cache,
+                on_error=self.on_error,
+                max_items=self.max_items,
+            )
+            if self.train_set.skipped:
+                log.warning("%d undecodable image(s) skipped, e.g. %s",
+                            len(self.train_set.skipped), self.train_set.skipped[0])
+        if self.val_dir and self.val_set is None and stage in (None, "fit", "validate"):
+            self.val_set = PairedValDataset(self.val_dir, self.correction)
+            if self.val_size is not None and self.val_size < len(self.val_set):
+                self.val_set = torch.utils.data.Subset(self.val_set, range(self.val_size))  # type: ignore[assignment]
+
+    def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
+        assert self.train_set is not None, "call setup('fit') first"
+        sampler = None
+        shuffle = True
+        if self.steps_per_epoch:
+            g = torch.Generator().manual_seed(self.seed)
+            sampler = RandomSampler(
+                self.train_set, replacement=True, num_samples=self.steps_per_epoch * self.batch_size,
+                generator=g,
+            )
+            shuffle = False
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            drop_last=True,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader[dict[str, Any]] | list[Any]:
+        if self.val_set is None:
+            return []
+        return DataLoader(self.val_set, batch_size=64, shuffle=False, num_workers=0)

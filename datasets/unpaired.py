@@ -1,0 +1,152 @@
+"""Unpaired real/sim image dataset for translator training, with lens correction and augmentation."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import albumentations as A
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from translate.camera import CameraCorrection
+from translate.imageio import ImageDecodeError, list_images, read_image, read_images
+
+__all__ = ["UnpairedImageDataset", "build_transform", "to_tensor"]
+
+log = logging.getLogger(__name__)
+
+
+def build_transform(
+    *, load_size: int | None, crop_size: int | None, flip: bool, train: bool
+) -> A.Compose:
+    """The official CycleGAN/CUT ``resize_and_crop`` + flip pipeline, in albumentations.
+
+    Args:
+        load_size: resize to this square size first (None keeps the size).
+        crop_size: random crop (train) or centre crop (eval) of this size (None = no crop).
+        flip: random horizontal flips (train only). Style is left-right symmetric, so flips are
+            safe for a translator (not for a steering policy).
+        train: random crop/flip when True, deterministic otherwise.
+
+    Returns:
+        An albumentations pipeline on RGB uint8 (H, W, 3) arrays.
+    """
+    ops: list[Any] = []
+    if load_size:
+        ops.append(A.Resize(load_size, load_size, interpolation=1))  # bicubic would ring on noise
+    if crop_size and (not load_size or crop_size < load_size):
+        ops.append(A.RandomCrop(crop_size, crop_size) if train else A.CenterCrop(crop_size, crop_size))
+    if flip and train:
+        ops.append(A.HorizontalFlip(p=0.5))
+    return A.Compose(ops)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) → float32 (3, H, W) in [-1, 1] (the translators' convention)."""
+    if not image.flags.writeable or not image.flags.c_contiguous:
+        image = np.array(image, copy=True, order="C")
+    t = torch.from_numpy(image).permute(2, 0, 1).float()
+    return t.div_(127.5).sub_(1.0)
+
+
+class UnpairedImageDataset(Dataset[dict[str, torch.Tensor]]):
+    """Real and sim frames drawn independently (the official ``unaligned`` dataset).
+
+    Item ``i`` is real frame ``i % n_real`` and a random sim frame, so an epoch is
+    ``max(n_real, n_sim)`` items, as in the official code. Real frames are lens-corrected to the
+    sim camera's view first when a :class:`~translate.camera.CameraCorrection` is given (the
+    translator should learn style, not optics).
+
+    Args:
+        real_dir, sim_dir: image folders.
+        correction: lens correction applied to real frames, or None.
+        transform: albumentations pipeline (see :func:`build_transform`).
+        cache: decode every frame once into memory (fast for small datasets; decoding errors are
+            reported up front).
+        on_error: undecodable files: ``"skip"`` reports and drops them, ``"raise"`` stops.
+        num_workers: decoding threads for the cache.
+
+    Shape:
+        Items: ``{"real": (3, H, W), "sim": (3, H, W)}`` float32 in [-1, 1].
+    """
+
+    def __init__(
+        self,
+        real_dir: str | os.PathLike[str],
+        sim_dir: str | os.PathLike[str],
+        *,
+        correction: CameraCorrection | None = None,
+        transform: A.Compose | None = None,
+        cache: bool = True,
+        on_error: Literal["skip", "raise"] = "skip",
+        num_workers: int = 2,
+        max_items: int | None = None,
+    ) -> None:
+        self.real_paths = list_images(real_dir, what="real image folder")
+        self.sim_paths = list_images(sim_dir, what="sim image folder")
+        if max_items:
+            self.real_paths = self.real_paths[:max_items]
+            self.sim_paths = self.sim_paths[:max_items]
+        self.correction = correction
+        self.transform = transform
+        self.on_error = on_error
+        self.skipped: list[ImageDecodeError] = []
+        self._real: list[np.ndarray] | None = None
+        self._sim: list[np.ndarray] | None = None
+        if cache:
+            self._real, self.real_paths = self._load_all(self.real_paths, num_workers, correct=True)
+            self._sim, self.sim_paths = self._load_all(self.sim_paths, num_workers, correct=False)
+
+    def _load_all(
+        self, paths: Sequence[Path], num_workers: int, *, correct: bool
+    ) -> tuple[list[np.ndarray], list[Path]]:
+        images, kept, errors = read_images(paths, on_error=self.on_error, num_workers=num_workers)
+        self.skipped.extend(errors)
+        if not images:
+            raise ImageDecodeError(paths[0].parent, "no decodable images in the folder")
+        if correct and self.correction is not None:
+            images = self._correct(images)
+        return images, kept
+
+    def _correct(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        assert self.correction is not None
+        out: list[np.ndarray] = []
+        for i in range(0, len(images), 256):
+            out.extend(self.correction.apply(np.stack(images[i : i + 256])))
+        return out
+
+    def __len__(self) -> int:
+        return max(len(self.real_paths), len(self.sim_paths))
+
+    def _get(self, domain: str, index: int) -> np.ndarray:
+        cache = self._real if domain == "real" else self._sim
+        paths = self.real_paths if domain == "real" else self.sim_paths
+        if cache is not None:
+            return cache[index % len(cache)]
+        for attempt in range(len(paths)):
+            path = paths[(index + attempt) % len(paths)]
+            try:
+                img = read_image(path)
+            except ImageDecodeError as exc:
+                if self.on_error == "raise":
+                    raise
+                log.warning("skipping %s", exc)
+                continue
+            if domain == "real" and self.correction is not None:
+                img = self.correction.apply(img)
+            return img
+        raise ImageDecodeError(paths[0].parent, f"no decodable {domain} images")
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        real = self._get("real", index % len(self.real_paths))
+        j = int(torch.randint(len(self.sim_paths), (1,)).item())
+        sim = self._get("sim", j)
+        if self.transform is not None:
+            real = self.transform(image=real)["image"]
+            sim = self.transform(image=sim)["image"]
+        return {"real": to_tensor(real), "sim": to_tensor(sim)}

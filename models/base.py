@@ -1,0 +1,273 @@
+"""Shared LightningModule machinery of the translators: schedules, NaN guard, image strips, checkpoint state."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from models.networks import NLayerDiscriminator, ResnetGenerator, init_weights
+
+__all__ = [
+    "NonFiniteLossError",
+    "TranslatorModule",
+    "build_discriminator",
+    "build_generator",
+    "linear_decay_lambda",
+]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss became NaN or infinite. The message names the loss and the step."""
+
+
+def build_generator(
+    *,
+    ngf: int = 64,
+    n_blocks: int = 9,
+    antialias: bool = False,
+    antialias_up: bool = False,
+    use_dropout: bool = False,
+    separable: bool = False,
+    init_type: str = "normal",
+    init_gain: float = 0.02,
+    input_nc: int = 3,
+    output_nc: int = 3,
+) -> ResnetGenerator:
+    """Build and initialise a ResNet generator from plain config values.
+
+    Args:
+        ngf: channels of the first conv (64 official, 16 for the CPU demo).
+        n_blocks: residual blocks (9 official for 256², 6 for small images).
+        antialias, antialias_up: CUT's blur-pool down / blur up-sampling.
+        use_dropout: dropout in the residual blocks (off officially).
+        separable: depthwise-separable residual blocks (the edge preset).
+        init_type, init_gain: weight init (``normal`` for CycleGAN, ``xavier`` for CUT).
+
+    Returns:
+        The generator, mapping (N, 3, H, W) in [-1, 1] to (N, 3, H, W) in [-1, 1].
+    """
+    kwargs: dict[str, Any] = dict(
+        input_nc=input_nc, output_nc=output_nc, ngf=ngf, n_blocks=n_blocks,
+        use_dropout=use_dropout, antialias=antialias, antialias_up=antialias_up,
+    )
+    if separable:
+        kwargs["separable"] = True
+    net = ResnetGenerator(**kwargs)
+    init_weights(net, init_type=init_type, init_gain=init_gain)
+    return net
+
+
+def build_discriminator(
+    *,
+    ndf: int = 64,
+    n_layers: int = 3,
+    antialias: bool = False,
+    init_type: str = "normal",
+    init_gain: float = 0.02,
+    input_nc: int = 3,
+) -> NLayerDiscriminator:
+    """Build and initialise a PatchGAN discriminator (70×70 receptive field with 3 layers).
+
+    Returns:
+        The discriminator, mapping (N, 3, H, W) to a patch map (N, 1, H', W').
+    """
+    net = NLayerDiscriminator(input_nc=input_nc, ndf=ndf, n_layers=n_layers, antialias=antialias)
+    init_weights(net, init_type=init_type, init_gain=init_gain)
+    return net
+
+
+def linear_decay_lambda(n_epochs: int, n_epochs_decay: int):  # noqa: ANN201 - a closure
+    """The official LR rule: constant for ``n_epochs``, then linear to ~0 over ``n_epochs_decay``.
+
+    ``lr(epoch) = lr0 * (1 - max(0, epoch + 1 - n_epochs) / (n_epochs_decay + 1))`` with
+    ``epoch`` counted from 0 (the official ``epoch_count`` = 1).
+    """
+
+    def rule(epoch: int) -> float:
+        return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)
+
+    return rule
+
+
+class TranslatorModule(L.LightningModule):
+    """Base of the CycleGAN and CUT modules.
+
+    Subclasses build their networks, implement ``training_step`` with manual optimisation and
+    define ``forward(x)`` as the real→sim generator (the deployable path). This base holds what the
+    two share: optimiser factory, the per-epoch linear-decay schedule, the non-finite-loss guard,
+    TensorBoard image strips, and checkpoint state that Lightning does not save by itself (image
+    pools, RNG states).
+
+    Only the generator optimiser's ``step`` goes through Lightning (so ``trainer.global_step``
+    counts training iterations, not optimiser calls); the others are stepped directly. Mixed
+    precision is therefore supported as ``bf16-mixed`` (no grad scaler), not ``16-mixed``.
+    """
+
+    automatic_optimization = False
+
+    def __init__(
+        self,
+        *,
+        lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        n_epochs: int = 100,
+        n_epochs_decay: int = 100,
+        log_images_every_n_steps: int = 500,
+        check_finite_every_n_steps: int = 1,
+        fused_adam: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.lr = lr
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.n_epochs = n_epochs
+        self.n_epochs_decay = n_epochs_decay
+        self.log_images_every_n_steps = log_images_every_n_steps
+        self.check_finite_every_n_steps = max(1, int(check_finite_every_n_steps))
+        self.fused_adam = fused_adam
+
+    # -- optimisers ---------------------------------------------------------------------------
+    def _adam(self, params: Iterable[nn.Parameter]) -> torch.optim.Adam:
+        fused = self.fused_adam
+        if fused is None:
+            fused = torch.cuda.is_available()
+        return torch.optim.Adam(list(params), lr=self.lr, betas=self.betas, fused=bool(fused) or None)
+
+    def _schedulers(self, optimizers: list[torch.optim.Optimizer]) -> list[dict[str, Any]]:
+        rule = linear_decay_lambda(self.n_epochs, self.n_epochs_decay)
+        return [
+            {"scheduler": torch.optim.lr_scheduler.LambdaLR(o, lr_lambda=rule), "interval": "epoch"}
+            for o in optimizers
+        ]
+
+    def on_train_start(self) -> None:
+        # An "epoch" of the schedule is num_training_batches iterations, counted from global_step.
+        # Lightning re-runs an epoch when resuming from a checkpoint taken on its last batch, so
+        # its epoch counter cannot pace the schedule or the stop; the step count can.
+        nb = self.trainer.num_training_batches
+        self._batches_per_epoch = int(nb) if math.isfinite(nb) and nb > 0 else 0
+        max_epochs = self.trainer.max_epochs
+        if self.trainer.max_steps in (-1, None) and max_epochs and max_epochs > 0 and self._batches_per_epoch:
+            self.trainer.fit_loop.epoch_loop.max_steps = max_epochs * self._batches_per_epoch
+        self._lr_epoch = -1
+
+    def schedule_epoch(self) -> int:
+        """The schedule's epoch: ``global_step // batches_per_epoch``."""
+        nb = getattr(self, "_batches_per_epoch", 0)
+        return self.global_step // nb if nb else self.current_epoch
+
+    def sync_lr_schedule(self) -> None:
+        """Set every optimiser's LR from :meth:`schedule_epoch` (the official per-epoch rule).
+
+        Lightning does not step schedulers under manual optimisation; deriving the LR from the
+        step count (instead of counting calls) makes a resumed run follow the same schedule.
+        """
+        epoch = self.schedule_epoch()
+        if epoch == getattr(self, "_lr_epoch", None):
+            return
+        scheds = self.lr_schedulers()
+        if scheds is None:
+            return
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            for s in scheds if isinstance(scheds, list) else [scheds]:
+                s.last_epoch = epoch - 1  # type: ignore[union-attr]
+                s.step()  # type: ignore[union-attr,call-arg]
+        self._lr_epoch = epoch
+        opt = self.optimizers()
+        first = opt[0] if isinstance(opt, list) else opt
+        self.log("train/lr", first.param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    def on_fit_start(self) -> None:
+        precision = str(getattr(self.trainer, "precision", "32"))
+        if precision.startswith("16"):
+            raise ValueError(
+                f"trainer.precision={precision!r} is not supported by the GAN modules (their "
+                "secondary optimisers step without a grad scaler); use 'bf16-mixed' or '32-true'"
+            )
+
+    @staticmethod
+    def set_requires_grad(nets: Iterable[nn.Module | None], flag: bool) -> None:
+        """Freeze or unfreeze networks (the official ``set_requires_grad``)."""
+        for net in nets:
+            if net is not None:
+                for p in net.parameters():
+                    p.requires_grad_(flag)
+
+    # -- guards and logging -------------------------------------------------------------------
+    def check_finite(self, losses: Mapping[str, torch.Tensor], step: int) -> None:
+        """Raise :class:`NonFiniteLossError` naming the first non-finite loss and the step.
+
+        Args:
+            losses: named scalar losses of this iteration.
+            step: the iteration's index (``global_step`` before its optimiser steps).
+
+        Checked every ``check_finite_every_n_steps`` iterations (a check synchronises the GPU).
+        """
+        if step % self.check_finite_every_n_steps:
+            return
+        values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
+        if bool(torch.isfinite(values).all()):
+            return
+        for name, v in losses.items():
+            val = float(v.detach().float().reshape(()))
+            if not math.isfinite(val):
+                raise NonFiniteLossError(
+                    f"loss {name} became {val} at step {step} (epoch {self.schedule_epoch()}); "
+                    "the run stopped"
+                )
+
+    def log_losses(self, losses: Mapping[str, torch.Tensor], batch_size: int) -> None:
+        """Log every loss as ``train/<name>`` (progress bar shows the main ones)."""
+        for name, v in losses.items():
+            self.log(f"train/{name}", v.detach(), on_step=True, on_epoch=False,
+                     prog_bar=name in ("loss_G", "loss_D"), batch_size=batch_size)
+
+    def log_image_strip(self, tag: str, images: list[torch.Tensor]) -> None:
+        """Log a strip (columns = ``images``, rows = first 4 samples) to TensorBoard.
+
+        Args:
+            tag: TensorBoard tag, e.g. ``train/real|translated|cycle``.
+            images: tensors (N, 3, H, W) in [-1, 1] of equal size.
+        """
+        every = self.log_images_every_n_steps
+        if not every or self.global_step % every:
+            return
+        logger = self.logger
+        exp = getattr(logger, "experiment", None)
+        if exp is None or not hasattr(exp, "add_image"):
+            return
+        rows = [torch.cat([img[i].detach().float() for img in images], dim=2)
+                for i in range(min(4, images[0].shape[0]))]
+        grid = torch.cat(rows, dim=1).add(1).div(2).clamp(0, 1).cpu()
+        exp.add_image(tag, grid, self.global_step)
+
+    # -- checkpoint state ---------------------------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        """State beyond parameters and optimisers (image pools, samplers); override to extend."""
+        return {}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["translator_state"] = {"extra": self.extra_state(), "rng": rng}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("translator_state")
+        if not state:
+            return
+        self.load_extra_state(state.get("extra", {}))
+        rng = state.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(rng["cuda"])

@@ -1,0 +1,190 @@
+"""CycleGAN LightningModule with the official defaults and update order, under manual optimisation."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from models.base import TranslatorModule, build_discriminator, build_generator
+from models.losses import GANLoss
+from models.pool import ImagePool
+
+__all__ = ["CycleGANModule", "CycleGANOutputs"]
+
+
+@dataclass
+class CycleGANOutputs:
+    """Generator-step tensors (A = real domain, B = sim domain), all (N, 3, H, W) in [-1, 1]."""
+
+    fake_B: torch.Tensor
+    rec_A: torch.Tensor
+    fake_A: torch.Tensor
+    rec_B: torch.Tensor
+    idt_A: torch.Tensor | None
+    idt_B: torch.Tensor | None
+
+
+class CycleGANModule(TranslatorModule):
+    """CycleGAN: G_A real→sim, G_B sim→real, D_A judges sim, D_B judges real.
+
+    Official defaults (pytorch-CycleGAN-and-pix2pix): ResNet-9 ngf 64, PatchGAN ndf 64 with 3
+    layers, normal init gain 0.02, LSGAN, λ_A = λ_B = 10, identity 0.5, Adam 2e-4 β (0.5, 0.999),
+    100 + 100 epochs with linear decay, image pool 50. Update order per iteration: generators first
+    (discriminators frozen), then both discriminators on pooled fakes.
+
+    ``forward(x)`` is G_A alone: the translator that is exported and run on the robot.
+
+    Args:
+        generator: kwargs of :func:`models.base.build_generator` (shared by G_A and G_B).
+        discriminator: kwargs of :func:`models.base.build_discriminator`.
+        gan_mode: ``lsgan`` | ``vanilla`` | ``nonsaturating``.
+        lambda_A, lambda_B: cycle weights (real→sim→real, sim→real→sim).
+        lambda_identity: identity weight relative to λ (0 disables the identity forward passes).
+        pool_size: image pool size for the discriminator updates (0 = off).
+        batched_generators: run the G passes that do not depend on each other as one batched call
+            (same maths — instance norm is per sample — fewer, larger kernel launches).
+        **base: see :class:`models.base.TranslatorModule` (lr, betas, n_epochs, ...).
+
+    Shape:
+        forward: (N, 3, H, W) in [-1, 1] → (N, 3, H, W) in [-1, 1], H and W multiples of 4.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "cyclegan",
+        generator: dict[str, Any] | None = None,
+        discriminator: dict[str, Any] | None = None,
+        gan_mode: str = "lsgan",
+        lambda_A: float = 10.0,
+        lambda_B: float = 10.0,
+        lambda_identity: float = 0.5,
+        pool_size: int = 50,
+        batched_generators: bool = True,
+        **base: Any,
+    ) -> None:
+        super().__init__(**base)
+        self.save_hyperparameters()
+        self.name = name
+        g = {"init_type": "normal", **(generator or {})}
+        d = {"init_type": "normal", **(discriminator or {})}
+        self.netG_A = build_generator(**g)
+        self.netG_B = build_generator(**g)
+        self.netD_A = build_discriminator(**d)
+        self.netD_B = build_discriminator(**d)
+        self.criterionGAN = GANLoss(gan_mode)
+        self.lambda_A, self.lambda_B = lambda_A, lambda_B
+        self.lambda_identity = lambda_identity
+        self.batched_generators = batched_generators
+        # each pool owns its generator; both are saved in checkpoints (see extra_state)
+        self.fake_A_pool = ImagePool(pool_size, generator=torch.Generator().manual_seed(1))
+        self.fake_B_pool = ImagePool(pool_size, generator=torch.Generator().manual_seed(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Translate real frames to the sim look. (N, 3, H, W) in [-1, 1] → same shape."""
+        return self.netG_A(x)
+
+    def configure_optimizers(self) -> Any:
+        opt_G = self._adam(itertools.chain(self.netG_A.parameters(), self.netG_B.parameters()))
+        opt_D = self._adam(itertools.chain(self.netD_A.parameters(), self.netD_B.parameters()))
+        return [opt_G, opt_D], self._schedulers([opt_G, opt_D])
+
+    # -- the two halves of an iteration, usable outside Lightning (benchmarks) ------------------
+    def generator_forward(self, real_A: torch.Tensor, real_B: torch.Tensor) -> CycleGANOutputs:
+        """All generator passes of one iteration (official order of dependencies)."""
+        n = real_A.shape[0]
+        use_idt = self.lambda_identity > 0
+        if self.batched_generators:
+            # wave 1: G_A(real_A) ‖ G_A(real_B) and G_B(real_B) ‖ G_B(real_A); wave 2: the cycles
+            a_in = torch.cat([real_A, real_B]) if use_idt else real_A
+            b_in = torch.cat([real_B, real_A]) if use_idt else real_B
+            a_out, b_out = self.netG_A(a_in), self.netG_B(b_in)
+            fake_B, fake_A = a_out[:n], b_out[:n]
+            idt_A = a_out[n:] if use_idt else None
+            idt_B = b_out[n:] if use_idt else None
+            rec_A, rec_B = self.netG_B(fake_B), self.netG_A(fake_A)
+        else:
+            fake_B = self.netG_A(real_A)
+            rec_A = self.netG_B(fake_B)
+            fake_A = self.netG_B(real_B)
+            rec_B = self.netG_A(fake_A)
+            idt_A = self.netG_A(real_B) if use_idt else None
+            idt_B = self.netG_B(real_A) if use_idt else None
+        return CycleGANOutputs(fake_B, rec_A, fake_A, rec_B, idt_A, idt_B)
+
+    def generator_losses(
+        self, real_A: torch.Tensor, real_B: torch.Tensor, out: CycleGANOutputs
+    ) -> dict[str, torch.Tensor]:
+        """GAN + cycle + identity losses of the generators; ``loss_G`` is their sum."""
+        losses: dict[str, torch.Tensor] = {}
+        losses["loss_G_A"] = self.criterionGAN(self.netD_A(out.fake_B), True)
+        losses["loss_G_B"] = self.criterionGAN(self.netD_B(out.fake_A), True)
+        losses["loss_cycle_A"] = F.l1_loss(out.rec_A, real_A) * self.lambda_A
+        losses["loss_cycle_B"] = F.l1_loss(out.rec_B, real_B) * self.lambda_B
+        if out.idt_A is not None and out.idt_B is not None:
+            losses["loss_idt_A"] = F.l1_loss(out.idt_A, real_B) * self.lambda_B * self.lambda_identity
+            losses["loss_idt_B"] = F.l1_loss(out.idt_B, real_A) * self.lambda_A * self.lambda_identity
+        losses["loss_G"] = torch.stack(list(losses.values())).sum()
+        return losses
+
+    def discriminator_losses(
+        self,
+        real_A: torch.Tensor,
+        real_B: torch.Tensor,
+        fake_A: torch.Tensor,
+        fake_B: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """LSGAN discriminator losses on (pooled, detached) fakes; ``loss_D`` is their sum."""
+        loss_D_A = 0.5 * (self.criterionGAN(self.netD_A(real_B), True)
+                          + self.criterionGAN(self.netD_A(fake_B.detach()), False))
+        loss_D_B = 0.5 * (self.criterionGAN(self.netD_B(real_A), True)
+                          + self.criterionGAN(self.netD_B(fake_A.detach()), False))
+        return {"loss_D_A": loss_D_A, "loss_D_B": loss_D_B, "loss_D": loss_D_A + loss_D_B}
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        real_A, real_B = batch["real"], batch["sim"]
+        self.sync_lr_schedule()
+        step = self.global_step
+        opt_G, opt_D = self.optimizers()  # type: ignore[misc,attr-defined]
+        # generators (discriminators frozen so their grads are not computed)
+        self.set_requires_grad([self.netD_A, self.netD_B], False)
+        out = self.generator_forward(real_A, real_B)
+        g_losses = self.generator_losses(real_A, real_B, out)
+        g_losses.update(self.extra_generator_losses(real_A, real_B, out))
+        loss_G = g_losses["loss_G"] + sum(
+            (v for k, v in g_losses.items() if k.startswith("loss_policy")), torch.zeros((), device=real_A.device)
+        )
+        opt_G.zero_grad(set_to_none=True)
+        self.manual_backward(loss_G)
+        opt_G.step()
+        # discriminators, on fakes from the history pool
+        self.set_requires_grad([self.netD_A, self.netD_B], True)
+        fake_B = self.fake_B_pool.query(out.fake_B.detach())
+        fake_A = self.fake_A_pool.query(out.fake_A.detach())
+        d_losses = self.discriminator_losses(real_A, real_B, fake_A, fake_B)
+        opt_D.zero_grad(set_to_none=True)
+        self.manual_backward(d_losses["loss_D"])
+        opt_D.optimizer.step()  # not counted as an iteration (see TranslatorModule)
+        losses = {**g_losses, **d_losses}
+        self.check_finite(losses, step)
+        self.log_losses(losses, real_A.shape[0])
+        self.log_image_strip("train/real|translated|cycle", [real_A, out.fake_B, out.rec_A])
+
+    def extra_generator_losses(
+        self, real_A: torch.Tensor, real_B: torch.Tensor, out: CycleGANOutputs
+    ) -> dict[str, torch.Tensor]:
+        """Hook for additional generator losses named ``loss_policy*`` (policy consistency)."""
+        return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict()}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        if "fake_A_pool" in state:
+            self.fake_A_pool.load_state_dict(state["fake_A_pool"])
+            self.fake_B_pool.load_state_dict(state["fake_B_pool"])

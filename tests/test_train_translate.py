@@ -1,0 +1,164 @@
+"""Tests for train_translate.py: every config composes, each model trains/resumes, NaN stops the run."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytest
+import torch
+from conftest import REPO, tiny_train_overrides
+from omegaconf import OmegaConf
+
+from models.base import NonFiniteLossError
+from models.checkpointing import load_checkpoint
+
+CONFIGS = REPO / "configs"
+
+
+def _group(name: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / name).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("model", _group("model"))
+def test_every_model_config_instantiates(compose_cfg: Any, model: str) -> None:
+    cfg = compose_cfg("train", [f"model={model}", "model.generator.ngf=8", "model.generator.n_blocks=2",
+                                "model.discriminator.ndf=8"])
+    module = hydra.utils.instantiate(OmegaConf.to_container(cfg.model, resolve=True), _convert_="all")
+    y = module(torch.zeros(1, 3, 32, 32))
+    assert y.shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("data", _group("data"))
+def test_every_data_config_instantiates(compose_cfg: Any, data: str, tiny_unpaired: Path) -> None:
+    cfg = compose_cfg("train", [f"data={data}", f"data.root={tiny_unpaired}"])
+    dm = hydra.utils.instantiate(cfg.data, _convert_="all")
+    assert dm.name == data
+
+
+@pytest.mark.parametrize("group", ["trainer", "callbacks", "logger", "policy", "generator", "experiment", "paths"])
+def test_every_other_config_composes(compose_cfg: Any, group: str, tiny_unpaired: Path) -> None:
+    for choice in _group(group):
+        cfg = compose_cfg("train", [f"{group}={choice}", f"data.root={tiny_unpaired}"])
+        OmegaConf.resolve(cfg)  # every interpolation resolves
+        for node in _targets(OmegaConf.to_container(cfg)):
+            hydra.utils.get_class(node) if node[0].isupper() or "." in node else None
+
+
+def _targets(obj: Any) -> list[str]:
+    out: list[str] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "_target_":
+                out.append(v)
+            else:
+                out += _targets(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            out += _targets(v)
+    return out
+
+
+def test_unknown_config_choice_names_valid_ones(compose_cfg: Any) -> None:
+    with pytest.raises(Exception, match=r"(?s)cycle_gan.*Available options.*cyclegan"):
+        compose_cfg("train", ["model=cycle_gan"])
+
+
+@pytest.mark.parametrize("model", ["cut", "fastcut", "cyclegan"])
+def test_fast_dev_run_each_model(compose_cfg: Any, model: str, tiny_unpaired: Path, tmp_path: Path) -> None:
+    from train_translate import train
+
+    cfg = compose_cfg("train", tiny_train_overrides(model, tiny_unpaired, tmp_path, steps=3) + ["export.enabled=false"])
+    out = train(cfg)
+    assert out["global_step"] == 3
+    run = Path(out["run_dir"])
+    ckpt = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 3
+    assert list((run / "tb").glob("events.out.tfevents.*")), "TensorBoard logs written"
+
+
+def test_crash_and_resume_restores_schedule_pool_and_step(
+    compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.cyclegan.module import CycleGANModule
+    from train_translate import train
+
+    base = tiny_train_overrides("cyclegan", tiny_unpaired, tmp_path / "a", steps=7) + ["export.enabled=false"]
+    ref = train(compose_cfg("train", base))
+    ref_ckpt = load_checkpoint(Path(ref["run_dir"]) / "checkpoints" / "last.ckpt")
+    assert ref["global_step"] == 7
+
+    crashed = tiny_train_overrides("cyclegan", tiny_unpaired, tmp_path / "b", steps=7) + ["export.enabled=false"]
+    original = CycleGANModule.training_step
+
+    def crash_at_5(self: CycleGANModule, batch: Any, batch_idx: int) -> None:
+        if self.global_step == 5:
+            raise RuntimeError("simulated crash")
+        original(self, batch, batch_idx)
+
+    monkeypatch.setattr(CycleGANModule, "training_step", crash_at_5)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(compose_cfg("train", crashed))
+    monkeypatch.setattr(CycleGANModule, "training_step", original)
+    last = tmp_path / "b" / "cyclegan_folders_cpu_demo" / "checkpoints" / "last.ckpt"
+    mid = load_checkpoint(last)
+    assert mid["global_step"] == 4
+    assert len(mid["translator_state"]["extra"]["fake_B_pool"]["images"]) == 4  # pool restored too
+    out = train(compose_cfg("train", [*crashed, "ckpt_path=last"]))
+    assert out["global_step"] == 7
+    end = load_checkpoint(last)
+    assert end["epoch"] == ref_ckpt["epoch"]
+    assert end["lr_schedulers"][0]["last_epoch"] == ref_ckpt["lr_schedulers"][0]["last_epoch"]
+    assert end["optimizer_states"][0]["state"][0]["step"] == ref_ckpt["optimizer_states"][0]["state"][0]["step"]
+
+
+def test_ckpt_path_last_without_checkpoint_is_clear(compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path) -> None:
+    from train_translate import train
+
+    cfg = compose_cfg("train", tiny_train_overrides("cut", tiny_unpaired, tmp_path) + ["ckpt_path=last"])
+    with pytest.raises(FileNotFoundError, match=r"ckpt_path=last: no checkpoint at .*last.ckpt"):
+        train(cfg)
+
+
+def test_nan_loss_stops_with_named_loss_and_keeps_checkpoint(
+    compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.cut.module import CUTModule
+    from train_translate import train
+
+    original = CUTModule.nce_loss
+
+    def poisoned(self: CUTModule, src: torch.Tensor, tgt: torch.Tensor, flipped: bool = False) -> torch.Tensor:
+        loss = original(self, src, tgt, flipped)
+        return loss * float("nan") if self.global_step >= 4 else loss
+
+    monkeypatch.setattr(CUTModule, "nce_loss", poisoned)
+    cfg = compose_cfg("train", tiny_train_overrides("cut", tiny_unpaired, tmp_path, steps=8) + ["export.enabled=false"])
+    with pytest.raises(NonFiniteLossError, match=r"loss loss_NCE became nan at step 4.*last good checkpoint"):
+        train(cfg)
+    ckpt = load_checkpoint(tmp_path / "cut_folders_cpu_demo" / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_reaches_same_step_count(tiny_unpaired: Path, tmp_path: Path) -> None:
+    args = [sys.executable, str(REPO / "train_translate.py"),
+            *tiny_train_overrides("cut", tiny_unpaired, tmp_path, steps=40), "export.enabled=false",
+            "data.steps_per_epoch=10", "model.n_epochs=2", "model.n_epochs_decay=2"]
+    ckpt = tmp_path / "cut_folders_cpu_demo" / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (ckpt.exists() and load_checkpoint(ckpt)["global_step"] >= 10):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = load_checkpoint(ckpt)["global_step"]
+    assert 10 <= killed_at < 40
+    subprocess.run([*args, "ckpt_path=last"], cwd=REPO, check=True, capture_output=True, timeout=600)
+    assert load_checkpoint(ckpt)["global_step"] == 40

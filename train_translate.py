@@ -1,0 +1,199 @@
+"""Train an unpaired real→sim translator (CUT, FastCUT or CycleGAN), export it to ONNX and score it."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from models.base import NonFiniteLossError
+from models.checkpointing import AtomicCheckpointIO, SaveLastOnTrainEnd, resolve_ckpt_path
+
+log = logging.getLogger("train_translate")
+
+# Lightning's advice for manual optimisation does not apply: our checkpoints are taken between steps
+warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+warnings.filterwarnings("ignore", message="The number of training batches .* is smaller than the logging")
+
+if not OmegaConf.has_resolver("sum"):
+    OmegaConf.register_new_resolver("sum", lambda *xs: sum(xs))
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Short hash of the resolved config (recorded in exports to tie a file to its recipe)."""
+    text = OmegaConf.to_yaml(cfg, resolve=True, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _instantiate_all(group: DictConfig | None) -> list[Any]:
+    if not group:
+        return []
+    return [hydra.utils.instantiate(c) for c in group.values() if c and "_target_" in c]
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train, export and (optionally) evaluate, as configured. Tests call this directly.
+
+    Returns:
+        ``{"run_dir", "checkpoint", "export": {...} or None, "metrics": {...} or None,
+        "global_step"}``.
+    """
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True)
+    ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
+    if ckpt is None and (run_dir / "checkpoints" / "last.ckpt").exists():
+        log.warning("%s already has a checkpoint; starting a fresh run over it "
+                    "(add ckpt_path=last to resume instead)", run_dir)
+
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    datamodule.prepare_data()
+    model_kwargs = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(model_kwargs, dict)
+    model_kwargs.update(_policy_kwargs(cfg, datamodule))
+    model = hydra.utils.instantiate(model_kwargs, _convert_="all")
+
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    if not cfg.trainer.get("enable_progress_bar", True):
+        from lightning.pytorch.callbacks import ProgressBar
+
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    callbacks += _best_checkpoint_callbacks(cfg, model)
+    callbacks.append(SaveLastOnTrainEnd(run_dir / "checkpoints"))
+    loggers = _instantiate_all(cfg.get("logger"))
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False,
+        plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir),
+    )
+    log.info("run folder: %s", run_dir.resolve())
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
+    except NonFiniteLossError as exc:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        keep = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
+        raise NonFiniteLossError(f"{exc} — {keep}") from exc
+    if trainer.interrupted:
+        log.warning("training interrupted; resume with ckpt_path=last run_dir=%s", run_dir)
+
+    result: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "global_step": trainer.global_step,
+        "checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+        "export": None,
+        "metrics": None,
+    }
+    if trainer.global_rank != 0:
+        return result
+    best = _best_path(callbacks)
+    if best:
+        result["best_checkpoint"] = best
+    if cfg.export.enabled and not trainer.interrupted:
+        from translate.export import export_from_module
+
+        source = best if (cfg.export.checkpoint == "best" and best) else None
+        if source:
+            model = type(model).load_from_checkpoint(source, map_location="cpu", weights_only=True)
+        result["export"] = export_from_module(
+            model,
+            run_dir / "export",
+            image_size=cfg.export.image_size or _frame_size(datamodule),
+            camera=datamodule.correction,
+            model_name=str(cfg.model.name),
+            config_hash=config_hash(cfg),
+            robot=bool(cfg.export.robot),
+            opset=int(cfg.export.opset),
+            checkpoint=source or result["checkpoint"],
+        )
+        print(f"\nexported translator → {result['export']['onnx']}")
+        if result["export"].get("robot_onnx"):
+            print(f"robot-ready (uint8 HWC) → {result['export']['robot_onnx']}")
+        print(f"checkpoint → {source or result['checkpoint']}")
+        if cfg.evaluate.enabled and cfg.policy.path:
+            result["metrics"] = _evaluate_after_training(cfg, datamodule, result["export"]["onnx"])
+    return result
+
+
+def _frame_size(datamodule: Any) -> int:
+    if datamodule.correction is not None:
+        return int(datamodule.correction.sim.height)
+    ds = datamodule.train_set
+    if ds is not None and getattr(ds, "_sim", None):
+        return int(ds._sim[0].shape[0])
+    from translate.imageio import read_image
+
+    return int(read_image(ds.sim_paths[0]).shape[0])
+
+
+def _policy_kwargs(cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
+    """Frozen-policy settings for validation by action agreement and the policy losses."""
+    pol = cfg.get("policy")
+    if not pol or not pol.get("path"):
+        return {}
+    path = Path(pol.path)
+    if not path.exists() and pol.get("build_if_missing") and cfg.data.get("synth"):
+        from datasets.jetbot_synth.reference_policy import ensure_policy
+
+        ensure_policy(Path(cfg.data.root))
+    if not path.exists():
+        raise FileNotFoundError(f"policy.path: {path} does not exist")
+    return {"policy": {"path": str(path), "spec": pol.get("spec")}}
+
+
+def _best_checkpoint_callbacks(cfg: DictConfig, model: Any) -> list[Any]:
+    monitor = cfg.get("select_by")
+    if not monitor or not getattr(model, "has_validation", False):
+        return []
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    mode = "min" if monitor.endswith(("mae", "rmse", "_err")) else "max"
+    return [ModelCheckpoint(dirpath=str(Path(cfg.run_dir) / "checkpoints"), filename="best",
+                            monitor=monitor, mode=mode, save_top_k=1, save_last=False,
+                            auto_insert_metric_name=False, enable_version_counter=False)]
+
+
+def _best_path(callbacks: list[Any]) -> str | None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    for cb in callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.monitor and cb.best_model_path:
+            return str(cb.best_model_path)
+    return None
+
+
+def _evaluate_after_training(cfg: DictConfig, datamodule: Any, onnx_path: str) -> dict[str, Any]:
+    from eval_policy_on_translated import evaluate_after_training
+
+    return evaluate_after_training(cfg, onnx_path)
+
+
+def default_experiment(argv: list[str]) -> list[str]:
+    """Pick the recipe when the command line names none: ``cpu_demo`` without a GPU, ``full`` with."""
+    if any(a.split("=")[0].lstrip("+~") == "experiment" for a in argv):
+        return argv
+    recipe = "full" if torch.cuda.is_available() else "cpu_demo"
+    print(f"[train_translate] no experiment= given: using experiment={recipe} "
+          f"({'GPU' if recipe == 'full' else 'no GPU'} found)")
+    return [*argv, f"experiment={recipe}"]
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point: ``python train_translate.py model=cut data=jetbot_synth ...``."""
+    try:
+        train(cfg)
+    except (NonFiniteLossError, FileNotFoundError, ValueError) as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    sys.argv = [sys.argv[0], *default_experiment(sys.argv[1:])]
+    main()
