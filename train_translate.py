@@ -121,15 +121,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-def _frame_size(datamodule: Any) -> int:
+def _frame_size(datamodule: Any) -> tuple[int, int]:
+    """(H, W) the translator sees: the sim camera's size, or the sim frames' size."""
     if datamodule.correction is not None:
-        return int(datamodule.correction.sim.height)
+        h, w = datamodule.correction.out_size
+        return int(h), int(w)
     ds = datamodule.train_set
     if ds is not None and getattr(ds, "_sim", None):
-        return int(ds._sim[0].shape[0])
+        return int(ds._sim[0].shape[0]), int(ds._sim[0].shape[1])
     from translate.imageio import read_image
 
-    return int(read_image(ds.sim_paths[0]).shape[0])
+    img = read_image(ds.sim_paths[0])
+    return int(img.shape[0]), int(img.shape[1])
 
 
 def _policy_kwargs(cfg: DictConfig, datamodule: Any) -> dict[str, Any]:

@@ -119,7 +119,7 @@ class TranslationDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Generate the synthetic world on first use (rank 0 only)."""
         if self.synth is not None:
-            from datasets.jetbot_synth import ensure_dataset
+            from datasets.jetbot_synth.generate import ensure_dataset
 
             if self.root is None:
                 raise ValueError("data.root must be set when data.synth is given")
