@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
@@ -36,7 +37,7 @@ class PairedValDataset(Dataset[dict[str, Any]]):
         self.samples = samples
         reals = [read_image(s.real) for s in samples]
         if correction is not None:
-            reals = list(correction.apply(torch.utils.data.default_collate(reals).numpy()))
+            reals = list(correction.apply(np.stack(reals)))
         self.real = [to_tensor(r) for r in reals]
         self.sim = [to_tensor(read_image(s.sim)) for s in samples if s.sim is not None]
         self.actions = torch.tensor([s.action for s in samples], dtype=torch.float32)

@@ -5,16 +5,20 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.networks import NLayerDiscriminator, ResnetGenerator, init_weights
+from translate.torch_policy import TorchPolicy, load_torch_policy
 
 __all__ = [
     "NonFiniteLossError",
+    "PolicyLossWeights",
     "TranslatorModule",
     "build_discriminator",
     "build_generator",
@@ -24,6 +28,35 @@ __all__ = [
 
 class NonFiniteLossError(FloatingPointError):
     """A training loss became NaN or infinite. The message names the loss and the step."""
+
+
+@dataclass(frozen=True)
+class PolicyLossWeights:
+    """Weights of the policy-consistency losses (0 = off; each term costs compute only when on).
+
+    Attributes:
+        cycle: CycleGAN: π(x_sim) ≈ π(G_A(G_B(x_sim))) — the action survives sim→real→sim.
+        sim_identity: π(x_sim) ≈ π(G(x_sim)) — a sim frame stays a sim frame for the policy
+            (CycleGAN's G_A, CUT's G).
+        paired: π(G(x_real)) ≈ π(y_sim) on paired frames, when the data provides them.
+        features: extra weight of a penultimate-feature term (MSE, scale-normalised) added to each
+            active term.
+    """
+
+    cycle: float = 0.0
+    sim_identity: float = 0.0
+    paired: float = 0.0
+    features: float = 0.0
+
+    def any(self) -> bool:
+        """True when some loss term is on."""
+        return max(self.cycle, self.sim_identity, self.paired) > 0
+
+
+def _turn_direction(actions: torch.Tensor, dead_zone: float) -> torch.Tensor:
+    """Sign of (left − right) with a dead zone: −1, 0 or 1 per row of (N, 2) actions."""
+    d = actions[:, 0] - actions[:, 1]
+    return torch.where(d.abs() <= dead_zone, torch.zeros_like(d), torch.sign(d))
 
 
 def build_generator(
@@ -121,6 +154,9 @@ class TranslatorModule(L.LightningModule):
         log_images_every_n_steps: int = 500,
         check_finite_every_n_steps: int = 1,
         fused_adam: bool | None = None,
+        policy: Mapping[str, Any] | None = None,
+        policy_losses: Mapping[str, Any] | None = None,
+        val_dead_zone: float = 0.05,
     ) -> None:
         super().__init__()
         self.lr = lr
@@ -130,6 +166,17 @@ class TranslatorModule(L.LightningModule):
         self.log_images_every_n_steps = log_images_every_n_steps
         self.check_finite_every_n_steps = max(1, int(check_finite_every_n_steps))
         self.fused_adam = fused_adam
+        self.policy_cfg = dict(policy) if policy and policy.get("path") else None
+        self.policy_weights = PolicyLossWeights(**(policy_losses or {}))
+        if self.policy_weights.any() and self.policy_cfg is None:
+            raise ValueError(
+                "model.policy_losses has non-zero weights but no frozen policy is configured "
+                "(set policy.path, or policy=jetbot_synth)"
+            )
+        self.val_dead_zone = val_dead_zone
+        self._frozen_policy: TorchPolicy | None = None
+        self._val_outputs: list[dict[str, torch.Tensor]] = []
+        self._val_baseline: dict[str, float] | None = None
 
     # -- optimisers ---------------------------------------------------------------------------
     def _adam(self, params: Iterable[nn.Parameter]) -> torch.optim.Adam:
@@ -198,6 +245,96 @@ class TranslatorModule(L.LightningModule):
             if net is not None:
                 for p in net.parameters():
                     p.requires_grad_(flag)
+
+    # -- the frozen policy: validation by action agreement and policy-consistency losses -----
+    @property
+    def has_validation(self) -> bool:
+        """Whether validation by action agreement runs (a frozen policy is configured)."""
+        return self.policy_cfg is not None
+
+    @property
+    def frozen_policy(self) -> TorchPolicy | None:
+        """The frozen sim policy as a differentiable module (not a registered submodule, so it is
+        neither trained nor saved in checkpoints), on this module's device."""
+        if self.policy_cfg is None:
+            return None
+        if self._frozen_policy is None:
+            tp = load_torch_policy(self.policy_cfg["path"], self.policy_cfg.get("spec"))
+            object.__setattr__(self, "_frozen_policy", tp)
+        assert self._frozen_policy is not None
+        dev = self.device
+        if next(iter(self._frozen_policy.buffers()), torch.empty(0)).device != dev:
+            self._frozen_policy.to(dev)
+        return self._frozen_policy
+
+    def policy_consistency(
+        self, target_images: torch.Tensor, images: torch.Tensor, name: str, weight: float
+    ) -> dict[str, torch.Tensor]:
+        """``weight`` × |π(images) − π(target_images)| on clamped mu (+ features if configured).
+
+        The policy is frozen and the target branch detached, so the gradient reaches only the
+        generator(s) that produced ``images``.
+
+        Args:
+            target_images: (N, 3, H, W) in [-1, 1] whose actions are the target (e.g. sim frames).
+            images: (N, 3, H, W) in [-1, 1] produced by the generator(s).
+            name: loss name suffix (logged as ``train/loss_policy_<name>``).
+            weight: the loss weight; 0 returns nothing and costs nothing.
+
+        Returns:
+            ``{"loss_policy_<name>": scalar}`` or an empty dict.
+        """
+        if weight <= 0:
+            return {}
+        pol = self.frozen_policy
+        assert pol is not None
+        with torch.no_grad():
+            tgt = pol(target_images.float())
+        out = pol(images.float())
+        loss = F.l1_loss(out.action, tgt.action)
+        fw = self.policy_weights.features
+        if fw > 0 and out.features is not None and tgt.features is not None:
+            scale = tgt.features.detach().abs().mean().clamp_min(1e-6)
+            loss = loss + fw * F.mse_loss(out.features / scale, tgt.features / scale)
+        return {f"loss_policy_{name}": weight * loss}
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        pol = self.frozen_policy
+        if pol is None:
+            return
+        with torch.no_grad():
+            translated = self(batch["real"])
+            out = {
+                "ref": batch["action"].float(),
+                "translated": pol(translated).action,
+            }
+            if self._val_baseline is None:
+                out["raw"] = pol(batch["real"]).action  # lens-corrected, untranslated
+                out["sim"] = pol(batch["sim"]).action
+        self._val_outputs.append({k: v.detach().cpu() for k, v in out.items()})
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_outputs:
+            return
+        cat = {k: torch.cat([o[k] for o in self._val_outputs]) for k in self._val_outputs[0]}
+        self._val_outputs.clear()
+        ref = cat["ref"]
+        if self._val_baseline is None and "raw" in cat:
+            self._val_baseline = {
+                "mae_raw": float((cat["raw"] - ref).abs().mean()),
+                "mae_sim": float((cat["sim"] - ref).abs().mean()),
+            }
+        mae = float((cat["translated"] - ref).abs().mean())
+        agree = float((_turn_direction(cat["translated"], self.val_dead_zone)
+                       == _turn_direction(ref, self.val_dead_zone)).float().mean())
+        metrics = {"val/action_mae": mae, "val/turn_agreement": agree}
+        if self._val_baseline is not None:
+            gap = self._val_baseline["mae_raw"] - self._val_baseline["mae_sim"]
+            metrics["val/gap_closed"] = (self._val_baseline["mae_raw"] - mae) / gap if gap > 1e-6 else 0.0
+            metrics["val/action_mae_raw"] = self._val_baseline["mae_raw"]
+            metrics["val/action_mae_sim"] = self._val_baseline["mae_sim"]
+        for k, v in metrics.items():
+            self.log(k, v, prog_bar=k in ("val/gap_closed", "val/turn_agreement"), sync_dist=True)
 
     # -- guards and logging -------------------------------------------------------------------
     def check_finite(self, losses: Mapping[str, torch.Tensor], step: int) -> None:

@@ -73,3 +73,18 @@ def tiny_train_overrides(model: str, data_root: Path, runs_dir: Path, steps: int
     if model in ("cut", "fastcut"):
         ov.append("model.num_patches=16")
     return ov
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 48 px jetbot_synth dataset (8 frames a split) with an untrained rl_games policy in policy/."""
+    from datasets.jetbot_synth.generate import ensure_dataset
+    from datasets.jetbot_synth.policy_net import RlGamesJetbotNet, export_rl_games_onnx
+
+    root = tmp_path_factory.mktemp("tiny_synth") / "jetbot_synth_48px_seed0"
+    ensure_dataset(root, size=48, seed=0, n_real=8, n_sim=8, n_val=8, n_test=8, progress=False,
+                   contact_sheet=False)
+    torch.manual_seed(0)
+    export_rl_games_onnx(RlGamesJetbotNet(image_size=48), root / "policy" / "policy.onnx",
+                         height=48, width=48)
+    return root

@@ -82,6 +82,9 @@ class CUTModule(TranslatorModule):
         self.nce_all_negatives = nce_includes_all_negatives_from_minibatch
         self.flip_equivariance = flip_equivariance
         self.patch_gen = torch.Generator().manual_seed(3)
+        if self.policy_weights.cycle > 0:
+            raise ValueError("model.policy_losses.cycle needs a cycle (CycleGAN); CUT/FastCUT have "
+                             "none: use policy_losses.sim_identity and/or paired")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate real frames to the sim look. (N, 3, H, W) in [-1, 1] → same shape."""
@@ -190,7 +193,7 @@ class CUTModule(TranslatorModule):
         # generator and patch MLP
         self.set_requires_grad([self.netD], False)
         g_losses = self.generator_losses(real_A, real_B, fake_B, idt_B, flipped)
-        g_losses.update(self.extra_generator_losses(real_A, real_B, fake_B, idt_B))
+        g_losses.update(self.policy_losses(batch, idt_B, flipped))
         loss_total = g_losses["loss_G"] + sum(
             (v for k, v in g_losses.items() if k.startswith("loss_policy")), torch.zeros((), device=real_A.device)
         )
@@ -208,11 +211,29 @@ class CUTModule(TranslatorModule):
         strip = [real_A, shown[0]] + ([real_B, shown[1]] if idt_B is not None else [])
         self.log_image_strip("train/real|translated|sim|identity", strip)
 
-    def extra_generator_losses(
-        self, real_A: torch.Tensor, real_B: torch.Tensor, fake_B: torch.Tensor, idt_B: torch.Tensor | None
+    def policy_losses(
+        self, batch: dict[str, torch.Tensor], idt_B: torch.Tensor | None, flipped: bool
     ) -> dict[str, torch.Tensor]:
-        """Hook for additional generator losses named ``loss_policy*`` (policy consistency)."""
-        return {}
+        """Policy-consistency terms (``model.policy_losses``), each ``loss_policy_<name>``.
+
+        - ``sim_identity``: π(y_sim) ≈ π(G(y_sim)), on the NCE-identity pass (computed if off).
+        - ``paired``: π(G(x_real)) ≈ π(y_sim), when the batch holds ``paired_real``/``paired_sim``.
+        """
+        w = self.policy_weights
+        if not w.any():
+            return {}
+        real_B = batch["sim"]
+        losses: dict[str, torch.Tensor] = {}
+        if w.sim_identity > 0:
+            if idt_B is None:
+                idt = self.netG(real_B)
+            else:  # with flip-equivariance the identity pass saw the flipped frame
+                idt = torch.flip(idt_B, [3]) if flipped else idt_B
+            losses.update(self.policy_consistency(real_B, idt, "sim_identity", w.sim_identity))
+        if w.paired > 0 and "paired_real" in batch:
+            fake = self.netG(batch["paired_real"])
+            losses.update(self.policy_consistency(batch["paired_sim"], fake, "paired", w.paired))
+        return losses
 
     def extra_state(self) -> dict[str, Any]:
         return {"patch_gen": self.patch_gen.get_state()}

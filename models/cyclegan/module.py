@@ -155,7 +155,7 @@ class CycleGANModule(TranslatorModule):
         self.set_requires_grad([self.netD_A, self.netD_B], False)
         out = self.generator_forward(real_A, real_B)
         g_losses = self.generator_losses(real_A, real_B, out)
-        g_losses.update(self.extra_generator_losses(real_A, real_B, out))
+        g_losses.update(self.policy_losses(batch, out))
         loss_G = g_losses["loss_G"] + sum(
             (v for k, v in g_losses.items() if k.startswith("loss_policy")), torch.zeros((), device=real_A.device)
         )
@@ -175,11 +175,25 @@ class CycleGANModule(TranslatorModule):
         self.log_losses(losses, real_A.shape[0])
         self.log_image_strip("train/real|translated|cycle", [real_A, out.fake_B, out.rec_A])
 
-    def extra_generator_losses(
-        self, real_A: torch.Tensor, real_B: torch.Tensor, out: CycleGANOutputs
-    ) -> dict[str, torch.Tensor]:
-        """Hook for additional generator losses named ``loss_policy*`` (policy consistency)."""
-        return {}
+    def policy_losses(self, batch: dict[str, torch.Tensor], out: CycleGANOutputs) -> dict[str, torch.Tensor]:
+        """Policy-consistency terms (``model.policy_losses``), each ``loss_policy_<name>``.
+
+        - ``cycle``: π(x_sim) ≈ π(G_A(G_B(x_sim))), on the cycle already computed.
+        - ``sim_identity``: π(x_sim) ≈ π(G_A(x_sim)), on the identity pass (computed if off).
+        - ``paired``: π(G_A(x_real)) ≈ π(y_sim), when the batch holds ``paired_real``/``paired_sim``.
+        """
+        w = self.policy_weights
+        if not w.any():
+            return {}
+        real_B = batch["sim"]
+        losses = self.policy_consistency(real_B, out.rec_B, "cycle", w.cycle)
+        if w.sim_identity > 0:
+            idt = out.idt_A if out.idt_A is not None else self.netG_A(real_B)
+            losses.update(self.policy_consistency(real_B, idt, "sim_identity", w.sim_identity))
+        if w.paired > 0 and "paired_real" in batch:
+            fake = self.netG_A(batch["paired_real"])
+            losses.update(self.policy_consistency(batch["paired_sim"], fake, "paired", w.paired))
+        return losses
 
     def extra_state(self) -> dict[str, Any]:
         return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict()}

@@ -1,0 +1,118 @@
+"""Tests for the policy-aware translation terms and validation by action agreement (issue 6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import tiny_train_overrides
+
+from models.cut.module import CUTModule
+from models.cyclegan.module import CycleGANModule
+
+TINY_G = {"ngf": 8, "n_blocks": 2}
+TINY_D = {"ndf": 8}
+
+
+def _batch(n: int = 2, size: int = 48) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {"real": torch.rand(n, 3, size, size, generator=g) * 2 - 1,
+            "sim": torch.rand(n, 3, size, size, generator=g) * 2 - 1}
+
+
+def _policy(tiny_synth: Path) -> dict[str, Any]:
+    return {"path": str(tiny_synth / "policy" / "policy.onnx"), "spec": None}
+
+
+def test_policy_gradient_reaches_generators_not_policy(tiny_synth: Path) -> None:
+    torch.manual_seed(0)
+    m = CycleGANModule(generator=TINY_G, discriminator=TINY_D, policy=_policy(tiny_synth),
+                       policy_losses={"cycle": 1.0, "sim_identity": 1.0, "features": 0.1})
+    b = _batch()
+    out = m.generator_forward(b["real"], b["sim"])
+    losses = m.policy_losses(b, out)
+    assert set(losses) == {"loss_policy_cycle", "loss_policy_sim_identity"}
+    sum(losses.values()).backward()  # type: ignore[union-attr]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.netG_A.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.netG_B.parameters())
+    assert all(p.grad is None for p in m.netD_A.parameters())
+    pol = m.frozen_policy
+    assert pol is not None
+    assert all(not t.requires_grad for t in pol.buffers())
+    # the policy is not part of the translator's state (not trained, not checkpointed)
+    assert not any(k.startswith("_frozen_policy") for k in m.state_dict())
+
+
+def test_cut_sim_identity_policy_loss(tiny_synth: Path) -> None:
+    torch.manual_seed(0)
+    m = CUTModule(generator=TINY_G, discriminator=TINY_D, num_patches=16, nce_idt=False,
+                  policy=_policy(tiny_synth), policy_losses={"sim_identity": 2.0})
+    b = _batch()
+    losses = m.policy_losses(b, None, False)
+    losses["loss_policy_sim_identity"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.netG.parameters())
+    with pytest.raises(ValueError, match="needs a cycle"):
+        CUTModule(generator=TINY_G, discriminator=TINY_D, policy=_policy(tiny_synth),
+                  policy_losses={"cycle": 1.0})
+
+
+def test_policy_weights_need_a_policy() -> None:
+    with pytest.raises(ValueError, match="no frozen policy is configured"):
+        CycleGANModule(generator=TINY_G, discriminator=TINY_D, policy_losses={"cycle": 1.0})
+
+
+@pytest.mark.parametrize("cls", [CycleGANModule, CUTModule])
+def test_zero_weights_identical_to_plain_model(tiny_synth: Path, cls: type) -> None:
+    kw: dict[str, Any] = {"generator": TINY_G, "discriminator": TINY_D}
+    if cls is CUTModule:
+        kw["num_patches"] = 16
+    torch.manual_seed(0)
+    plain = cls(**kw)
+    torch.manual_seed(0)
+    aware = cls(**kw, policy=_policy(tiny_synth), policy_losses={"cycle": 0.0, "sim_identity": 0.0})
+    b = _batch()
+    if cls is CycleGANModule:
+        lp = plain.generator_losses(b["real"], b["sim"], plain.generator_forward(b["real"], b["sim"]))
+        out = aware.generator_forward(b["real"], b["sim"])
+        la = {**aware.generator_losses(b["real"], b["sim"], out), **aware.policy_losses(b, out)}
+    else:
+        fb, ib, fl = plain.generator_forward(b["real"], b["sim"])
+        lp = plain.generator_losses(b["real"], b["sim"], fb, ib, fl)
+        fb2, ib2, fl2 = aware.generator_forward(b["real"], b["sim"])
+        la = {**aware.generator_losses(b["real"], b["sim"], fb2, ib2, fl2), **aware.policy_losses(b, ib2, fl2)}
+    assert set(la) == set(lp)
+    for k in lp:
+        assert torch.equal(lp[k], la[k]), k
+
+
+def test_best_checkpoint_selected_by_validation_and_exported(
+    compose_cfg: Any, tiny_synth: Path, tmp_path: Path
+) -> None:
+    from models.checkpointing import load_checkpoint
+    from train_translate import train
+
+    ov = tiny_train_overrides("cyclegan", tiny_synth, tmp_path, steps=8)
+    ov = [o for o in ov if o != "policy=none"] + [
+        "policy=custom", f"policy.path={tiny_synth / 'policy' / 'policy.onnx'}",
+        f"data.val_dir={tiny_synth / 'val'}", "data.steps_per_epoch=2", "model.n_epochs=2",
+        "model.n_epochs_decay=2", "select_by=val/turn_agreement", "export.enabled=true",
+        "model.policy_losses.cycle=1.0",
+    ]
+    out = train(compose_cfg("train", ov))
+    best = Path(out["best_checkpoint"])
+    assert best.name == "best.ckpt" and best.exists()
+    ck = load_checkpoint(best)
+    cb = [v for k, v in ck["callbacks"].items() if "val/turn_agreement" in k]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(Path(out["run_dir"]) / "tb"))
+    ea.Reload()
+    logged = [e.value for e in ea.Scalars("val/turn_agreement")]
+    assert len(logged) == 4  # one validation per epoch
+    assert {"val/gap_closed", "val/action_mae"} <= set(ea.Tags()["scalars"])
+    assert cb and float(cb[0]["best_model_score"]) == pytest.approx(max(logged))
+    assert out["export"]["metadata"]["checkpoint"].endswith("best.ckpt")
+    last = load_checkpoint(Path(out["run_dir"]) / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 8
