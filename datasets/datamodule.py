@@ -17,7 +17,7 @@ from datasets.unpaired import UnpairedImageDataset, build_transform, to_tensor
 from translate.camera import CameraCorrection, load_camera_yaml
 from translate.imageio import read_image
 
-__all__ = ["PairedValDataset", "TranslationDataModule"]
+__all__ = ["PairedValDataset", "TranslationDataModule", "WithPairs"]
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,12 @@ class PairedValDataset(Dataset[dict[str, Any]]):
         "index": int}``.
     """
 
-    def __init__(self, root: str | os.PathLike[str], correction: CameraCorrection | None) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], correction: CameraCorrection | None,
+        *, need_actions: bool = True,
+    ) -> None:
         samples, _ = find_paired_samples(root)
-        if any(s.action is None for s in samples):
+        if need_actions and any(s.action is None for s in samples):
             raise ValueError(f"validation folder {root} must carry actions in manifest.jsonl")
         self.samples = samples
         reals = [read_image(s.real) for s in samples]
@@ -40,13 +43,37 @@ class PairedValDataset(Dataset[dict[str, Any]]):
             reals = list(correction.apply(np.stack(reals)))
         self.real = [to_tensor(r) for r in reals]
         self.sim = [to_tensor(read_image(s.sim)) for s in samples if s.sim is not None]
-        self.actions = torch.tensor([s.action for s in samples], dtype=torch.float32)
+        self.actions = torch.tensor([s.action or (0.0, 0.0) for s in samples], dtype=torch.float32)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return {"real": self.real[i], "sim": self.sim[i], "action": self.actions[i], "index": i}
+
+
+class WithPairs(Dataset[dict[str, torch.Tensor]]):
+    """Adds a random paired (real, sim) sample — full frames, uncropped — to each unpaired item.
+
+    For the optional paired policy term π(G(x_real)) ≈ π(y_sim) (users who can render pairs).
+
+    Shape:
+        Items: the unpaired item plus ``paired_real``, ``paired_sim``: (3, H, W) in [-1, 1].
+    """
+
+    def __init__(self, base: Dataset[dict[str, torch.Tensor]], pairs: PairedValDataset) -> None:
+        self.base = base
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = dict(self.base[i])
+        j = int(torch.randint(len(self.pairs), (1,)).item())
+        pair = self.pairs[j]
+        item["paired_real"], item["paired_sim"] = pair["real"], pair["sim"]
+        return item
 
 
 class TranslationDataModule(L.LightningDataModule):
@@ -69,6 +96,7 @@ class TranslationDataModule(L.LightningDataModule):
         steps_per_epoch: draw this many batches per epoch (with replacement) instead of one pass
             over ``max(n_real, n_sim)``; the LR schedule is per epoch, so this sets its pace.
         val_dir: a paired folder with actions for validation by action agreement, or None.
+        paired_dir: a paired folder used in training by the paired policy loss, or None.
         val_size: use at most this many validation pairs.
         seed: seeds the epoch sampler.
     """
@@ -93,6 +121,7 @@ class TranslationDataModule(L.LightningDataModule):
         steps_per_epoch: int | None = None,
         val_dir: str | None = None,
         val_size: int | None = None,
+        paired_dir: str | None = None,
         max_items: int | None = None,
         seed: int = 0,
     ) -> None:
@@ -111,9 +140,11 @@ class TranslationDataModule(L.LightningDataModule):
         self.steps_per_epoch = steps_per_epoch
         self.val_dir = val_dir
         self.val_size = val_size
+        self.paired_dir = paired_dir
         self.max_items = max_items
         self.seed = seed
         self.train_set: UnpairedImageDataset | None = None
+        self.train_pairs: PairedValDataset | None = None
         self.val_set: PairedValDataset | None = None
         self.correction: CameraCorrection | None = None
 
@@ -160,6 +191,8 @@ class TranslationDataModule(L.LightningDataModule):
                 on_error=self.on_error,
                 max_items=self.max_items,
             )
+            if self.paired_dir:
+                self.train_pairs = PairedValDataset(self.paired_dir, self.correction, need_actions=False)
             if self.train_set.skipped:
                 log.warning("%d undecodable image(s) skipped, e.g. %s",
                             len(self.train_set.skipped), self.train_set.skipped[0])
@@ -179,8 +212,11 @@ class TranslationDataModule(L.LightningDataModule):
                 generator=g,
             )
             shuffle = False
+        dataset: Dataset[dict[str, torch.Tensor]] = self.train_set
+        if self.train_pairs is not None:
+            dataset = WithPairs(self.train_set, self.train_pairs)
         return DataLoader(
-            self.train_set,
+            dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
             sampler=sampler,

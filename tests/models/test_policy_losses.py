@@ -116,3 +116,22 @@ def test_best_checkpoint_selected_by_validation_and_exported(
     assert out["export"]["metadata"]["checkpoint"].endswith("best.ckpt")
     last = load_checkpoint(Path(out["run_dir"]) / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 8
+
+
+def test_paired_policy_term_trains(compose_cfg: Any, tiny_synth: Path, tmp_path: Path) -> None:
+    from train_translate import train
+
+    ov = tiny_train_overrides("cut", tiny_synth, tmp_path, steps=2)
+    ov = [o for o in ov if o != "policy=none"] + [
+        "policy=custom", f"policy.path={tiny_synth / 'policy' / 'policy.onnx'}",
+        f"data.paired_dir={tiny_synth / 'val'}", "model.policy_losses.paired=1.0",
+        "model.policy_losses.sim_identity=1.0", "trainer.log_every_n_steps=1",
+    ]
+    out = train(compose_cfg("train", ov))
+    assert out["global_step"] == 2
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(Path(out["run_dir"]) / "tb"))
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    assert {"train/loss_policy_paired", "train/loss_policy_sim_identity"} <= tags
