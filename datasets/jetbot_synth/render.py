@@ -52,6 +52,7 @@ _PATTERNS: dict[str, tuple[int, ...]] = {
 }
 _N_PATTERNS = 15  # the last one is the ceiling
 _SKIRTING = (0.70, 0.68, 0.62)
+_AMBIENT_TINT = (0.92, 0.97, 1.05)  # sky/bounce light is a little cooler than the lamp
 _NOISE_PAD = 64
 _NOISE_BANK = 8
 
@@ -140,9 +141,12 @@ def _patterns(rng: np.random.Generator) -> list[np.ndarray]:
         board = yy < 8
         bright = np.where(yy == 8, 0.55, np.where(board, 0.95 + 0.1 * speck, bright))
         out.append(np.stack([board.astype(np.float64), bright, np.where(board, 0.3, 0.03)]))
-    # Ceiling: plain paint.
-    out.append(np.stack([np.zeros((s, s)), 0.97 + 0.06 * _noise(rng, 1, 8, 2.0),
+    # Ceiling: plain paint in the trim colour (mix 1).
+    out.append(np.stack([np.ones((s, s)), 0.97 + 0.06 * _noise(rng, 1, 8, 2.0),
                          np.zeros((s, s))]))
+    for chans in out:
+        # Brightness averages 1, so a surface's mean colour is its base colour at any strength.
+        chans[1] /= chans[1].mean()
     return out
 
 
@@ -270,6 +274,7 @@ class _Scene:
     floor_c1: torch.Tensor  # (N, 3)
     floor_c2: torch.Tensor  # (N, 3)
     wall_c: torch.Tensor  # (N, 3)
+    trim_c: torch.Tensor  # (N, 3) skirting board and ceiling
 
 
 class Renderer:
@@ -427,9 +432,13 @@ class Renderer:
         floor_c1 = np.zeros((n, 3))
         floor_c2 = np.zeros((n, 3))
         wall_c = np.zeros((n, 3))
+        trim_c = np.zeros((n, 3))
         real = domain == "real"
         style = cfg.real
         first = {"sphere": _N_KONG, "box": _N_KONG + m, "cylinder": _N_KONG + 2 * m}
+        sim_light = _light_dir(*cfg.sim_light_dir_deg)
+        sim_floor, sim_wall = np.asarray(cfg.sim_floor_color), np.asarray(cfg.sim_wall_color)
+        sim_ceiling = np.asarray(cfg.sim_ceiling_color)
         for i, st in enumerate(states):
             for j, (centre, rxy, rz) in enumerate(kong_lobes(st)):
                 c[i, j] = centre
@@ -472,9 +481,14 @@ class Renderer:
                 wall_n[i, j] = (nx, ny)
                 wall_off[i, j] = nx * rcx + ny * rcy + ext
             if real:
-                light[i] = _light_dir(st.light_azimuth_deg, st.light_elevation_deg)
-                light_rgb[i] = np.asarray(st.light_color) * st.light_intensity
-                ambient[i] = st.ambient
+                # light_mix / material_mix blend the state's real light and colours with the sim's.
+                lm, mm = style.light_mix, style.material_mix
+                ld = (1 - lm) * np.asarray(sim_light) + lm * np.asarray(
+                    _light_dir(st.light_azimuth_deg, st.light_elevation_deg))
+                light[i] = ld / max(float(np.linalg.norm(ld)), 1e-9)
+                light_rgb[i] = ((1 - lm) * cfg.sim_light_intensity
+                                + lm * np.asarray(st.light_color) * st.light_intensity)
+                ambient[i] = (1 - lm) * cfg.sim_ambient + lm * st.ambient
                 a = math.radians(st.texture_angle_deg)
                 period = _TEX_PERIOD * st.texture_scale
                 ca, sa = math.cos(a) / period, math.sin(a) / period
@@ -485,8 +499,10 @@ class Renderer:
                 wall_rows = _PATTERNS["wall"]
                 wall_pattern[i] = wall_rows[(st.texture_seed // 7) % len(wall_rows)]
                 texel[i] = period / _TEX
-                floor_c1[i], floor_c2[i] = st.floor_color, st.floor_color2
-                wall_c[i] = st.wall_color
+                floor_c1[i] = (1 - mm) * sim_floor + mm * np.asarray(st.floor_color)
+                floor_c2[i] = (1 - mm) * sim_floor + mm * np.asarray(st.floor_color2)
+                wall_c[i] = (1 - mm) * sim_wall + mm * np.asarray(st.wall_color)
+                trim_c[i] = (1 - mm) * sim_ceiling + mm * np.asarray(_SKIRTING)
             else:
                 light[i] = _light_dir(*cfg.sim_light_dir_deg)
                 light_rgb[i] = cfg.sim_light_intensity
@@ -498,6 +514,7 @@ class Renderer:
             wall_off=t(wall_off), light=t(light), light_rgb=t(light_rgb), ambient=t(ambient),
             floor_uv=t(floor_uv), floor_pattern=t(floor_pattern), wall_pattern=t(wall_pattern),
             texel=t(texel), floor_c1=t(floor_c1), floor_c2=t(floor_c2), wall_c=t(wall_c),
+            trim_c=t(trim_c),
         )
 
     # ------------------------------------------------------------------ geometry kernel
@@ -616,7 +633,11 @@ class Renderer:
         direct = ndl * vis_env
         if real:
             alb, gloss = self._env_albedo(sc, view, t_env, is_floor, is_ceil, wnx, wny, cos_inc)
-            hemi = torch.where(is_floor, 1.0, torch.where(is_ceil, 0.5, 0.75)) * amb * ao
+            lm = cfg.real.light_mix
+            # Ambient from above (ceiling bounce) and slightly cool; light_mix 0 = the sim's flat.
+            hemi = torch.where(is_floor, 1.0, torch.where(is_ceil, 1.0 - 0.5 * lm,
+                                                          1.0 - 0.25 * lm)) * amb * ao
+            tint = [1.0 + lm * (c - 1.0) for c in _AMBIENT_TINT]
             # Floor gloss: Blinn-Phong with the floor normal (0, 0, 1), view vector -d.
             ldotd = lx * dx + ly * dy + lz * dz
             ndh = (lz - dz) * torch.rsqrt((2.0 - 2.0 * ldotd).clamp_min(1e-6))
@@ -626,9 +647,9 @@ class Renderer:
             h40 = h40 * h40
             spec = (gloss * cfg.real.specular) * torch.where(is_floor, h40, 0.0) * direct
             col = torch.stack([
-                alb[0] * (hemi * 0.92 + lr * direct) + lr * spec,
-                alb[1] * (hemi * 0.97 + lg * direct) + lg * spec,
-                alb[2] * (hemi * 1.05 + lb * direct) + lb * spec,
+                alb[0] * (hemi * tint[0] + lr * direct) + lr * spec,
+                alb[1] * (hemi * tint[1] + lg * direct) + lg * spec,
+                alb[2] * (hemi * tint[2] + lb * direct) + lb * spec,
             ])
         else:
             fl, wl, cl = cfg.sim_floor_color, cfg.sim_wall_color, cfg.sim_ceiling_color
@@ -733,12 +754,13 @@ class Renderer:
                             mode="bilinear", padding_mode="border", align_corners=True)
         tex = tex.view(3, n, *t_env.shape[1:])
         mix, bright, gloss = tex[0], tex[1], tex[2]
-        # Floor: its two colours; walls and ceiling: the paint and the skirting board.
+        # Floor: its two colours; walls: the paint and the skirting board; ceiling: trim colour.
         albs = []
         for i in range(3):
             c1 = torch.where(is_floor, sc.floor_c1[:, i].view(n, 1, 1),
                              sc.wall_c[:, i].view(n, 1, 1))
-            c2 = torch.where(is_floor, sc.floor_c2[:, i].view(n, 1, 1), _SKIRTING[i])
+            c2 = torch.where(is_floor, sc.floor_c2[:, i].view(n, 1, 1),
+                             sc.trim_c[:, i].view(n, 1, 1))
             albs.append(torch.lerp(c1, c2, mix).mul_(bright))
         return torch.stack(albs).clamp_(0.0, 0.95), gloss
 
@@ -784,8 +806,9 @@ class Renderer:
         direct = ndl * vis[row, j_i]
         alb = sc.color[fi, oi].T
         if real:
-            hemi = (0.75 + 0.25 * nrm[2]) * amb
-            amb_rgb = torch.stack([hemi * 0.92, hemi * 0.97, hemi * 1.05])
+            lm = self.config.real.light_mix
+            hemi = (1.0 - lm * 0.25 * (1.0 - nrm[2])) * amb
+            amb_rgb = torch.stack([hemi * (1.0 + lm * (c - 1.0)) for c in _AMBIENT_TINT])
             half = light - d
             half = half / half.norm(dim=0).clamp_min(1e-9)
             ndh = (nrm * half).sum(0).clamp_min(0.0)

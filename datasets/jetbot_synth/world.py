@@ -66,7 +66,16 @@ class RealStyle:
     Colours are linear RGB; the camera pipeline runs lens blur -> vignetting -> sensor noise ->
     white balance -> saturation -> gamma -> JPEG, like a cheap camera's ISP.
 
+    Setting every knob to its "off" value (``material_mix=0, light_mix=0, texture_strength=0,
+    specular=0, ambient_occlusion=0, shadow_softness=0, auto_exposure=False, wb_gains=(1, 1, 1),
+    saturation=1, vignetting=0, blur_sigma=0, shot_noise=0, read_noise=0, black_level=0``) leaves
+    only the lens: the real frame is then the sim scene seen through the fisheye.
+
     Args:
+        material_mix: 0 = the sim's flat floor/wall colours, 1 = each state's own floor and wall
+            colours (wood, carpet, tiles, paint).
+        light_mix: 0 = the sim's light, 1 = each state's own light (direction, warm colour,
+            intensity, ambient).
         texture_strength: 0 = flat materials (sim-like), 1 = full procedural textures.
         floor_types: floor materials to draw from ("wood", "carpet", "tiles").
         wb_gains: per-channel gains after the sensor; R > 1 > B is the Jetbot's reddish cast.
@@ -91,6 +100,8 @@ class RealStyle:
         jpeg_quality: JPEG quality of saved (and ``jpeg=True`` round-tripped) real frames.
     """
 
+    material_mix: float = 1.0
+    light_mix: float = 1.0
     texture_strength: float = 1.0
     floor_types: tuple[str, ...] = FLOOR_TYPES
     wb_gains: Vec3 = (1.38, 1.0, 0.70)

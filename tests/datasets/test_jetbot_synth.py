@@ -179,6 +179,27 @@ def test_kong_lines_up_in_sim_and_corrected_real() -> None:
         assert math.dist(ca, cb) < 1.5, (ca, cb)
 
 
+LENS_ONLY = dict(material_mix=0.0, light_mix=0.0, texture_strength=0.0, specular=0.0,
+                 ambient_occlusion=0.0, shadow_softness=0.0, auto_exposure=False,
+                 wb_gains=(1.0, 1.0, 1.0), saturation=1.0, vignetting=0.0, blur_sigma=0.0,
+                 shot_noise=0.0, read_noise=0.0, black_level=0.0)
+
+
+def test_lens_only_real_is_the_sim_scene_through_the_fisheye() -> None:
+    # With every RealStyle knob off, the corrected real frame must equal the sim frame up to
+    # resampling: the gap is then the lens alone, and the geometry pairs exactly.
+    cfg = WorldConfig(size=64, real=dataclasses.replace(WorldConfig().real, **LENS_ONLY))
+    states = sample_states(4, 0, cfg)
+    r = Renderer(cfg)
+    sim = r.render(states, "sim").astype(np.float32)
+    corr = CameraCorrection(r.rig.real, r.rig.sim)
+    real = r.render(states, "real")
+    diff = np.abs(sim - corr.apply(real).astype(np.float32))[:, corr.valid]
+    assert diff.mean() < 3.0 and np.median(diff) <= 1.0
+    # ... while the raw fisheye frame does not line up with the sim frame.
+    assert np.abs(sim - real.astype(np.float32)).mean() > 4 * diff.mean()
+
+
 def test_out_of_view_kong_absent_from_sim() -> None:
     cfg = WorldConfig(size=48, n_distractors_range=(0, 0), out_of_view_fraction=1.0)
     states = sample_states(4, 6, cfg)
