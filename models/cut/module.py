@@ -118,13 +118,21 @@ class CUTModule(TranslatorModule):
         idt_B = fake[n:] if self.nce_idt and self.training else None
         return fake_B, idt_B, flipped
 
-    def nce_loss(self, src: torch.Tensor, tgt: torch.Tensor, flipped: bool = False) -> torch.Tensor:
+    def nce_loss(
+        self,
+        src: torch.Tensor,
+        tgt: torch.Tensor,
+        flipped: bool = False,
+        patch_ids: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """PatchNCE between G's encodings of ``src`` (keys) and of its translation ``tgt`` (queries).
 
         Args:
             src: (N, 3, H, W) G's unflipped inputs.
             tgt: (N, 3, H, W) G's outputs for them (for the flipped inputs if ``flipped``).
             flipped: undo the flip on the query features (FastCUT flip-equivariance).
+            patch_ids: positions to sample per layer (device tensors, e.g. static buffers of a
+                CUDA graph); None draws them from the module's patch generator.
 
         Returns:
             Scalar: mean over layers of λ_NCE × mean patch loss.
@@ -133,7 +141,7 @@ class CUTModule(TranslatorModule):
         if flipped:
             feat_q = [torch.flip(fq, [3]) for fq in feat_q]
         feat_k = self.netG(src, layers=self.nce_layers, encode_only=True)
-        feat_k_pool, sample_ids = self.netF(feat_k, self.num_patches, None, generator=self.patch_gen)
+        feat_k_pool, sample_ids = self.netF(feat_k, self.num_patches, patch_ids, generator=self.patch_gen)
         feat_q_pool, _ = self.netF(feat_q, self.num_patches, sample_ids)
         crit = PatchNCELoss(
             nce_T=self.nce_T, batch_size=src.shape[0],
