@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -179,7 +180,7 @@ def test_kong_lines_up_in_sim_and_corrected_real() -> None:
         assert math.dist(ca, cb) < 1.5, (ca, cb)
 
 
-LENS_ONLY = dict(material_mix=0.0, light_mix=0.0, texture_strength=0.0, specular=0.0,
+LENS_ONLY: dict[str, Any] = dict(material_mix=0.0, light_mix=0.0, texture_strength=0.0, specular=0.0,
                  ambient_occlusion=0.0, shadow_softness=0.0, auto_exposure=False,
                  wb_gains=(1.0, 1.0, 1.0), saturation=1.0, vignetting=0.0, blur_sigma=0.0,
                  shot_noise=0.0, read_noise=0.0, black_level=0.0)
