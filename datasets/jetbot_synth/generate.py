@@ -43,7 +43,7 @@ __all__ = [
 DATASET_NAME = "jetbot_synth"
 FORMAT_VERSION = 1
 # Bump when the same parameters would render different frames (renderer or sampler changes).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 _SPLITS = ("real", "sim", "val", "test")
 _CHUNK = 64  # frames rendered and written per step
 
