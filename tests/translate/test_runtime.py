@@ -1,0 +1,247 @@
+"""Tests for translate.runtime: onnxruntime translator vs torch, providers, no-torch import, fusion."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from models.networks import ResnetGenerator
+from translate.camera import CameraCorrection, CameraModel
+from translate.export import export_generator, robot_module
+from translate.policy import PolicySpec, load_policy, preprocess
+from translate.runtime import (
+    FusedPolicy,
+    Translator,
+    default_providers,
+    fuse_translator_and_policy,
+    read_onnx_metadata,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def gen() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return ResnetGenerator(ngf=8, n_blocks=2).eval()
+
+
+@pytest.fixture(scope="module")
+def corr() -> CameraCorrection:
+    real = CameraModel.from_fov(24, 20, 150.0, model="fisheye", dist=(0.05, -0.01, 0.002, 0.0))
+    return CameraCorrection(real, CameraModel.from_fov(16, 16, 100.0))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, gen: torch.nn.Module,
+             corr: CameraCorrection) -> dict[str, Any]:
+    """Core + robot graphs of a tiny generator with a fisheye correction and BGR robot input."""
+    out = tmp_path_factory.mktemp("rt_export")
+    return export_generator(gen, out, camera=corr, input_channel_order="BGR")
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 256, (3, 20, 24, 3), dtype=np.uint8)  # BGR
+
+
+def _torch_translate(gen: torch.nn.Module, rgb: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        x = torch.from_numpy(rgb).float().permute(0, 3, 1, 2) / 127.5 - 1.0
+        y = ((gen(x) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return y.permute(0, 2, 3, 1).numpy()
+
+
+def test_core_graph_equals_torch_on_corrected_frames(
+    exported: dict[str, Any], gen: torch.nn.Module, corr: CameraCorrection, frames: np.ndarray
+) -> None:
+    t = Translator.from_onnx(exported["onnx"], input_channel_order="BGR")
+    assert t.variant == "core" and t.input_size == (20, 24) and t.output_size == (16, 16)
+    got = t.translate(frames)
+    want = _torch_translate(gen, corr.apply(np.ascontiguousarray(frames[..., ::-1])))
+    assert got.shape == (3, 16, 16, 3) and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - want).max() <= 1
+    single = t.translate(frames[0])
+    assert single.shape == (16, 16, 3) and np.array_equal(single, got[0])
+
+
+def test_robot_graph_equals_torch_robot_module(
+    exported: dict[str, Any], gen: torch.nn.Module, corr: CameraCorrection, frames: np.ndarray
+) -> None:
+    t = Translator.from_onnx(exported["robot_onnx"], input_channel_order="BGR")
+    assert t.variant == "robot" and t.correction_in_graph and t.correction is None
+    got = t.translate(frames)
+    with torch.no_grad():
+        want = robot_module(gen, camera=corr, input_channel_order="BGR")(
+            torch.from_numpy(frames)).numpy()
+    assert np.abs(got.astype(int) - want).max() <= 1
+    # declaring RGB frames gives the same result on the reversed frames
+    t_rgb = Translator.from_onnx(exported["robot_onnx"], input_channel_order="RGB")
+    assert np.array_equal(t_rgb.translate(np.ascontiguousarray(frames[..., ::-1])), got)
+
+
+def test_to_policy_and_errors(exported: dict[str, Any], frames: np.ndarray) -> None:
+    t = Translator.from_onnx(exported["onnx"], input_channel_order="BGR")
+    spec = PolicySpec.preset("rsl_rl", height=16, width=16)
+    x = t.to_policy(frames, spec)
+    assert x.shape == (3, 3, 16, 16)
+    np.testing.assert_array_equal(x, preprocess(t.translate(frames), spec))
+    with pytest.raises(ValueError, match=r"frames are 16x16 \(WxH\) but the graph expects 24x20"):
+        t.translate(np.zeros((16, 16, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        t.translate(np.zeros((20, 24, 3), np.float32))
+    with pytest.raises(ValueError, match="input_channel_order"):
+        Translator.from_onnx(exported["onnx"], input_channel_order="RGBA")
+    with pytest.raises(FileNotFoundError, match="nope.onnx"):
+        Translator.from_onnx("nope.onnx")
+
+
+def test_plain_dynamic_export_any_size(tmp_path: Path, gen: torch.nn.Module) -> None:
+    info = export_generator(gen, tmp_path, image_size=16)
+    t = Translator.from_onnx(info["robot_onnx"])
+    assert t.input_size is None and t.correction is None
+    img = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    out = t.translate(img)
+    assert out.shape == (24, 32, 3)
+    assert np.abs(out.astype(int) - _torch_translate(gen, img[None])[0]).max() <= 1
+    core = Translator.from_onnx(info["onnx"])
+    assert np.abs(core.translate(img).astype(int) - out).max() <= 1
+    with pytest.raises(ValueError, match="multiples of 4"):
+        t.translate(np.zeros((18, 16, 3), np.uint8))
+
+
+def test_providers(exported: dict[str, Any], tmp_path: Path) -> None:
+    have = ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]
+    provs = default_providers(available=have, fp16=True, trt_cache_dir=tmp_path)
+    assert [p if isinstance(p, str) else p[0] for p in provs] == [
+        "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    trt = provs[0]
+    assert isinstance(trt, tuple) and trt[1]["trt_fp16_enable"] is True
+    assert trt[1]["trt_engine_cache_path"] == str(tmp_path)
+    assert default_providers(available=["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    t = Translator.from_onnx(exported["onnx"])
+    assert t.provider == "CPUExecutionProvider" and t.providers[-1] == "CPUExecutionProvider"
+    with pytest.raises(ValueError, match="NoSuchExecutionProvider.*not available"):
+        Translator.from_onnx(exported["onnx"], providers=["NoSuchExecutionProvider"])
+
+
+def test_runtime_imports_and_runs_without_torch(exported: dict[str, Any], tmp_path: Path) -> None:
+    from datasets.jetbot_synth.policy_net import RlGamesJetbotNet, export_rl_games_onnx
+
+    torch.manual_seed(0)
+    policy = export_rl_games_onnx(RlGamesJetbotNet(40), tmp_path / "policy.onnx", height=40,
+                                  width=40)
+    code = textwrap.dedent(f"""
+        import sys
+        class Block:
+            BLOCKED = ("torch", "onnx", "models", "datasets", "lightning", "cv2")
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in self.BLOCKED:
+                    raise ImportError(f"blocked: {{name}}")
+                return None
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        import translate.runtime, translate.pipeline, translate.sources, translate.teleop
+        from translate.runtime import Translator
+        from translate.policy import load_policy
+        t = Translator.from_onnx({exported['robot_onnx']!r}, input_channel_order="BGR")
+        out = t.translate(np.zeros((20, 24, 3), np.uint8))
+        p = load_policy({str(policy)!r})
+        a = p.act(np.zeros((40, 40, 3), np.uint8))
+        bad = [m for m in ("torch", "onnx", "cv2") if m in sys.modules]
+        print("OK", out.shape, a.shape, t.provider, bad)
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "OK (16, 16, 3) (1, 2) CPUExecutionProvider []" in res.stdout
+
+
+# ------------------------------------------------------------------------------------------ fusion
+
+
+def _linear_policy(path: Path, layout: str, dtype: str, scale: float, size: int = 16) -> Path:
+    """A tiny ONNX policy: obs → (Cast) → Flatten → Gemm → mu (N, 2)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape: list[Any] = ["N", 3, size, size] if layout == "NCHW" else ["N", size, size, 3]
+    elem = TensorProto.UINT8 if dtype == "uint8" else TensorProto.FLOAT
+    nodes, cur = [], "obs"
+    if dtype == "uint8":
+        nodes.append(helper.make_node("Cast", ["obs"], ["obs_f"], to=TensorProto.FLOAT))
+        cur = "obs_f"
+    nodes += [helper.make_node("Flatten", [cur], ["flat"], axis=1),
+              helper.make_node("Gemm", ["flat", "W", "b"], ["mu"])]
+    rng = np.random.default_rng(3)
+    w = (rng.normal(0, 1, (3 * size * size, 2)) * scale).astype(np.float32)
+    graph = helper.make_graph(
+        nodes, "policy", [helper.make_tensor_value_info("obs", elem, shape)],
+        [helper.make_tensor_value_info("mu", TensorProto.FLOAT, ["N", 2])],
+        initializer=[numpy_helper.from_array(w, "W"),
+                     numpy_helper.from_array(np.zeros(2, np.float32), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+SPECS: dict[str, dict[str, Any]] = {
+    "rl_games_like": dict(layout="NHWC", scale="0-255"),
+    "nchw_bgr_01": dict(layout="NCHW", channel_order="BGR", scale="0-1"),
+    "mean_std_clip": dict(layout="NCHW", scale="0-1", normalize="mean_std",
+                          mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), clip=(-1.5, 1.5)),
+    "per_image_mean": dict(layout="NHWC", scale="0-1", normalize="per_image_mean"),
+    "uint8": dict(layout="NHWC", dtype="uint8", scale="0-255"),
+}
+
+
+@pytest.mark.parametrize("variant", ["robot", "core"])
+@pytest.mark.parametrize("name", list(SPECS))
+def test_fused_graph_gives_the_same_actions(
+    exported: dict[str, Any], frames: np.ndarray, tmp_path: Path, variant: str, name: str
+) -> None:
+    fields: dict[str, Any] = {"dtype": "float32", "channel_order": "RGB", "normalize": "none",
+                              **SPECS[name]}
+    w_scale = 2e-4 if fields["scale"] == "0-255" else 0.05
+    policy_path = _linear_policy(tmp_path / "p.onnx", fields["layout"], fields["dtype"], w_scale)
+    spec = PolicySpec(format="onnx", input_name="obs", action_output="mu", clamp=(-1.0, 1.0),
+                      feature_output=None, **fields)
+    src = exported["robot_onnx"] if variant == "robot" else exported["onnx"]
+    out = fuse_translator_and_policy(src, policy_path, spec, tmp_path / "fused.onnx")
+    fused = FusedPolicy.from_onnx(out, input_channel_order="BGR")
+    assert fused.meta["variant"] == "fused" and fused.meta["translator_variant"] == variant
+    assert fused.input_size == (20, 24) and fused.action_output == "action"
+    assert fused.correction_in_graph == (variant == "robot")
+    in_shape = fused.session.get_inputs()[0].shape
+    assert in_shape[1:] == ([20, 24, 3] if variant == "robot" else [16, 16, 3])
+    outs = fused.run(frames)
+    assert set(outs) == {"mu", "action"}
+    translator = Translator.from_onnx(src, input_channel_order="BGR")
+    policy = load_policy(policy_path, spec)
+    want = policy.run(translator.translate(frames))
+    np.testing.assert_allclose(outs["mu"], want.mu, atol=1e-4)
+    np.testing.assert_allclose(fused.act(frames), want.action, atol=1e-4)
+    assert np.abs(want.mu).max() > 0.05  # the check is not vacuous
+    with pytest.raises(ValueError, match="not a translator"):
+        Translator.from_onnx(out)
+
+
+def test_fuse_errors(exported: dict[str, Any], tmp_path: Path) -> None:
+    from datasets.jetbot_synth.policy_net import RlGamesJetbotNet, export_rl_games_onnx
+
+    torch.manual_seed(0)
+    good = export_rl_games_onnx(RlGamesJetbotNet(40), tmp_path / "a" / "policy.onnx",
+                                height=40, width=40)
+    with pytest.raises(ValueError, match=r"takes 40x40 \(WxH\).*gives 16x16"):
+        fuse_translator_and_policy(exported["robot_onnx"], good, None, tmp_path / "f.onnx")
+    assert not (tmp_path / "f.onnx").exists()
+    with pytest.raises(ValueError, match="sim2real.format_version"):
+        read_onnx_metadata(good)
