@@ -1,0 +1,200 @@
+"""eval_policy_on_translated.py: evaluate(cfg) end to end, exit codes, translator kinds, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import eval_policy_on_translated as ept
+from translate.policy import SpecMismatchError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cfg(root: Path, out: Path, **overrides):
+    base = {
+        "data": str(root / "test"),
+        "policy": str(root / "policy" / "policy.onnx"),
+        "out_dir": str(out),
+        "progress": False,
+        "print_table": False,
+        "bootstrap.n": 100,
+        "report.strips": 2,
+        "report.worst": 2,
+        "build_policy_if_missing": False,
+        "synth.build_if_missing": False,
+    }
+    base.update(overrides)
+    return ept.default_config(base)
+
+
+@pytest.fixture(scope="module")
+def onnx_translator(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random ResNet generator exported at 48 px (core + robot graphs)."""
+    from models.networks import ResnetGenerator
+    from translate.export import export_generator
+
+    out = tmp_path_factory.mktemp("export48") / "tiny" / "export"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        g = ResnetGenerator(ngf=4, n_blocks=1).eval()
+    export_generator(g, out, image_size=48)
+    return out / "translator.onnx"
+
+
+def test_evaluate_writes_the_report(tiny_synth: Path, onnx_translator: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tiny_synth, tmp_path / "eval", translator=["identity", str(onnx_translator)])
+    m = ept.evaluate(cfg)
+    assert m["schema_version"] == 1
+    assert [st["name"] for st in m["stages"]] == [
+        "raw", "corrected", "translated:identity", "translated:tiny", "sim"]
+    assert m["thresholds"] == {"checks": [], "passed": True}
+    out = tmp_path / "eval"
+    for name in ("metrics.json", "report.md", "report.html", "per_frame.csv",
+                 "figures/strips.png", "figures/summary.png"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["config"]["translator"] == ["identity", str(onnx_translator)]
+    assert saved["data"]["camera"]["source"] == str(tiny_synth / "camera.yaml")
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+
+
+def test_run_exit_codes(tiny_synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    fail = _cfg(tiny_synth, tmp_path / "a", max_frames=4, **{"fail_under.turn_agreement": 1.01})
+    assert ept.run(fail) == 2
+    err = capsys.readouterr().err
+    assert "threshold(s) violated" in err and "turn_agreement" in err and "< 1.01" in err
+    ok = _cfg(tiny_synth, tmp_path / "b", max_frames=4, **{"fail_over.action_mae": 10.0})
+    assert ept.run(ok) == 0
+    bad = _cfg(tiny_synth, tmp_path / "c", **{"fail_under.turn_agreemnt": 0.8})
+    assert ept.run(bad) == 1
+    assert "unknown metric; valid names" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # refused before any work
+
+
+def test_missing_policy_is_a_clear_error(tiny_synth: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture) -> None:
+    cfg = _cfg(tiny_synth, tmp_path / "out", policy=str(tmp_path / "nope.onnx"))
+    with pytest.raises(FileNotFoundError, match=r"policy model not found: .*nope\.onnx"):
+        ept.evaluate(cfg)
+    assert ept.run(cfg) == 1
+    assert "policy model not found" in capsys.readouterr().err
+
+
+def test_spec_that_contradicts_the_model(tiny_synth: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("preset: rl_games\nheight: 64\nwidth: 64\n")
+    cfg = _cfg(tiny_synth, tmp_path / "out", policy_spec=str(spec))
+    with pytest.raises(SpecMismatchError, match="height: 64"):
+        ept.evaluate(cfg)
+
+
+def test_empty_evaluation_set(tiny_synth: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "manifest.jsonl").write_text("")
+    with pytest.raises(ValueError, match="empty"):
+        ept.evaluate(_cfg(tiny_synth, tmp_path / "out", data=str(empty)))
+
+
+def test_reference_policy_is_built_when_missing(tiny_synth: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from datasets.jetbot_synth import reference_policy
+
+    root = tmp_path / "jetbot_synth_48px_seed0"
+    shutil.copytree(tiny_synth, root, ignore=shutil.ignore_patterns("policy"))
+    calls = []
+
+    def fake_ensure_policy(r: Path, **kwargs) -> Path:
+        calls.append(Path(r))
+        (Path(r) / "policy").mkdir(exist_ok=True)
+        for f in ("policy.onnx", "policy_spec.yaml"):
+            shutil.copy(tiny_synth / "policy" / f, Path(r) / "policy" / f)
+        return Path(r) / "policy" / "policy.onnx"
+
+    monkeypatch.setattr(reference_policy, "ensure_policy", fake_ensure_policy)
+    with pytest.raises(FileNotFoundError, match="build_policy_if_missing=true"):
+        ept.evaluate(_cfg(root, tmp_path / "a", max_frames=2))
+    assert not calls
+    m = ept.evaluate(_cfg(root, tmp_path / "b", max_frames=2, build_policy_if_missing=True))
+    assert calls == [root] and m["policy"]["path"] == str(root / "policy" / "policy.onnx")
+
+
+def test_checkpoint_translators(tmp_path: Path) -> None:
+    from models.cyclegan.module import CycleGANModule
+    from models.networks import ResnetGenerator
+
+    torch.manual_seed(0)
+    module = CycleGANModule(generator={"ngf": 8, "n_blocks": 1}, discriminator={"ndf": 8})
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, ckpt)
+    g = ResnetGenerator(ngf=8, n_blocks=1)
+    torch.save(g.state_dict(), tmp_path / "latest_net_G_A.pth")
+    torch.save(g.state_dict(), tmp_path / "generator.pth")
+    frames = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    for path, name, kind in ((ckpt, "run-last", "lightning"),
+                             (tmp_path / "latest_net_G_A.pth", "cyclegan-latest_net_G_A",
+                              "official")):
+        t = ept.load_translator(str(path), batch_size=2)
+        assert t.name == name and t.info["kind"] == kind  # type: ignore[attr-defined]
+        out = t(frames)
+        assert out.shape == frames.shape and out.dtype == np.uint8
+    with pytest.raises(ValueError, match="translator_model=cyclegan or translator_model=cut"):
+        ept.load_translator(str(tmp_path / "generator.pth"))
+    assert ept.load_translator(str(tmp_path / "generator.pth"), model="cyclegan")
+    (tmp_path / "x.bin").write_bytes(b"")
+    with pytest.raises(ValueError, match="unknown kind"):
+        ept.load_translator(str(tmp_path / "x.bin"))
+    with pytest.raises(FileNotFoundError, match="translator not found"):
+        ept.load_translator(str(tmp_path / "missing.onnx"))
+
+
+def test_evaluate_after_training(compose_cfg, tiny_synth: Path, onnx_translator: Path,
+                                 tmp_path: Path) -> None:
+    cfg_train = compose_cfg("train", [
+        f"data.root={tiny_synth}", f"paths.runs_dir={tmp_path}", "evaluate.max_frames=4",
+        "trainer.enable_progress_bar=false", "+evaluate.bootstrap.n=50",
+    ])
+    m = ept.evaluate_after_training(cfg_train, onnx_translator)
+    assert m is not None and m["data"]["n_frames"] == 4
+    assert m["data"]["path"] == str(tiny_synth / "test")
+    assert m["settings"]["bootstrap"] == 50
+    run_dir = Path(str(cfg_train.run_dir))
+    assert (run_dir / "eval" / "metrics.json").is_file()
+    no_policy = compose_cfg("train", [f"data.root={tiny_synth}", "policy=none"])
+    assert ept.evaluate_after_training(no_policy, onnx_translator) is None
+
+
+def test_command_line_takes_data_and_policy_as_paths(tmp_path: Path) -> None:
+    # data and policy are config groups of train.yaml in the same configs/ folder; the eval app
+    # must still read them as plain keys
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "eval_policy_on_translated.py"), f"data={tmp_path}/d",
+         f"policy={tmp_path}/p.onnx", "translator=[identity,x.onnx]", "+fail_under.ssim=0.5",
+         f"out_dir={tmp_path}/out", "--cfg", "job"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"data: {tmp_path}/d" in proc.stdout and f"policy: {tmp_path}/p.onnx" in proc.stdout
+    assert "ssim: 0.5" in proc.stdout
+
+
+@pytest.mark.slow
+def test_command_line_end_to_end(tiny_synth: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "eval_policy_on_translated.py"), f"data={tiny_synth}/test",
+         f"policy={tiny_synth}/policy/policy.onnx", f"out_dir={tmp_path}/out",
+         "+fail_under.turn_agreement=1.01", "bootstrap.n=50"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Policy actions vs reference" in proc.stdout and "FAIL" in proc.stdout
+    assert (tmp_path / "out" / "report.html").is_file()
