@@ -640,7 +640,9 @@ def _sample_one(rng: np.random.Generator, config: WorldConfig) -> SceneState:
 
 
 def sample_states(
-    n: int, seed: int | np.random.SeedSequence, config: WorldConfig | None = None
+    n: int,
+    seed: int | np.random.SeedSequence | np.random.Generator,
+    config: WorldConfig | None = None,
 ) -> list[SceneState]:
     """Sample ``n`` scene states, deterministically from ``seed``.
 
@@ -649,7 +651,8 @@ def sample_states(
 
     Args:
         n: number of states.
-        seed: integer seed or a numpy SeedSequence (e.g. one of ``SeedSequence(seed).spawn(k)``).
+        seed: integer seed, a numpy SeedSequence (e.g. one of ``SeedSequence(seed).spawn(k)``),
+            or a Generator to continue drawing from (a stream read in pieces).
         config: the world (default :class:`WorldConfig`).
 
     Returns:
