@@ -7,13 +7,6 @@ import sys
 import time
 from collections.abc import Sequence
 
-from datasets.jetbot_synth.generate import (
-    DatasetExistsError,
-    dataset_params,
-    ensure_dataset,
-    generate_dataset,
-)
-
 __all__ = ["main"]
 
 
@@ -45,13 +38,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.size < 8:
         print(f"error: --size must be at least 8, got {args.size}", file=sys.stderr)
         return 2
+    for key in ("n_real", "n_sim", "n_val", "n_test"):
+        if getattr(args, key) < 0:
+            print(f"error: --{key.replace('_', '-')} must be >= 0 ({key}), got "
+                  f"{getattr(args, key)}", file=sys.stderr)
+            return 2
+    # Imported after the arguments are checked: torch takes seconds to import.
+    from datasets.jetbot_synth.generate import DatasetExistsError, ensure_dataset, generate_dataset
+
     kw = dict(size=args.size, seed=args.seed, n_real=args.n_real, n_sim=args.n_sim,
               n_val=args.n_val, n_test=args.n_test)
-    try:
-        dataset_params(**kw)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     t0 = time.perf_counter()
     try:
         if args.force:
