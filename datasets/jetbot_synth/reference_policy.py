@@ -56,7 +56,7 @@ def _dataset_world(root: Path) -> tuple[int, int, WorldConfig]:
 def ensure_policy(
     root: str | os.PathLike[str],
     *,
-    n_frames: int = 8000,
+    n_frames: int = 10000,
     epochs: int = 8,
     force: bool = False,
     progress: bool = True,
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI: ``python -m datasets.jetbot_synth.reference_policy --root data/jetbot_synth_128px_seed0``."""
     ap = argparse.ArgumentParser(description=ensure_policy.__doc__.splitlines()[0])  # type: ignore[union-attr]
     ap.add_argument("--root", required=True, help="jetbot_synth dataset folder")
-    ap.add_argument("--n-frames", type=int, default=8000)
+    ap.add_argument("--n-frames", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--force", action="store_true", help="retrain even if cached")
     args = ap.parse_args(argv)

@@ -97,7 +97,9 @@ class RealStyle:
         read_noise: read-noise standard deviation (linear units).
         black_level: raised black (linear offset added before gamma).
         gamma: display gamma of the camera's tone curve.
-        jpeg_quality: JPEG quality of saved (and ``jpeg=True`` round-tripped) real frames.
+        jpeg_quality: JPEG quality of saved (and ``jpeg=True`` round-tripped) real frames: 90, as
+            ``record_real.py`` saves them (q75 smears the small red Kong enough that even a perfect
+            translator could not recover it).
     """
 
     material_mix: float = 1.0
@@ -123,7 +125,7 @@ class RealStyle:
     read_noise: float = 0.015
     black_level: float = 0.015
     gamma: float = 2.2
-    jpeg_quality: int = 75
+    jpeg_quality: int = 90
 
 
 @dataclass(frozen=True)
