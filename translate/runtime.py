@@ -51,8 +51,8 @@ def default_providers(
     ``$XDG_CACHE_HOME/sim2real-translate/trt``) and fp16 when asked.
 
     Args:
-        fp16: let TensorRT build fp16 engines (about 2x faster on a Jetson; outputs move by about
-            a grey level).
+        fp16: let TensorRT build fp16 engines (typically ~2x faster on a Jetson; fp16 moves the
+            outputs slightly).
         trt_cache_dir: TensorRT engine cache folder.
         available: the provider names to choose from (default
             ``onnxruntime.get_available_providers()``).
