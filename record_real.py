@@ -1,4 +1,4 @@
-"""Record real robot camera frames (+ optional teleop actions) into a crash-safe recording session."""
+"""Record robot camera frames (+ optional teleop actions) into a crash-safe recording session."""
 
 from __future__ import annotations
 
@@ -198,7 +198,8 @@ def record(cfg: DictConfig) -> dict[str, Any]:
                 if cfg.get("frames") is not None and written >= int(cfg.frames):
                     message = f"{written} frames recorded"
                     break
-                if cfg.get("duration") is not None and time.monotonic() - t_start >= float(cfg.duration):
+                elapsed = time.monotonic() - t_start
+                if cfg.get("duration") is not None and elapsed >= float(cfg.duration):
                     message = f"{cfg.duration} s recorded"
                     break
                 if not source.live:

@@ -1,4 +1,4 @@
-"""Benchmark: ONNX translator latency at 224², batch 1 — full ResNet-9 (ngf 64) vs the edge generator.
+"""Benchmark: ONNX translator latency at 224², batch 1, full ResNet-9 (ngf 64) vs edge generator.
 
 A script, not a test. Usage::
 

@@ -1,4 +1,4 @@
-"""Tests for record_real.py: synth, video and folder recordings, crash safety, disk full, camera lost."""
+"""Tests for record_real.py: synth/video/folder recordings, crash safety, disk full, camera lost."""
 
 from __future__ import annotations
 
@@ -272,3 +272,13 @@ def test_keyboard_teleop_drives_the_jetbot(tmp_path: Path, folder: Path,
     np.testing.assert_allclose(s.actions(), np.full((6, 2), 0.5))
     assert calls == [(0.25, 0.25)] * 6 and stops == [1]
     assert s.info["action_source"].startswith("keyboard")
+
+
+def test_unopenable_source_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("cv2")
+    bogus = tmp_path / "clip.avi"
+    bogus.write_bytes(b"not a video")
+    res = record_real.record(_cfg(["source=video", f"source.path={bogus}", f"out={tmp_path / 's'}"]))
+    assert res["status"] == "error" and res["exit_code"] == 1 and res["total"] == 0
+    assert "cannot open video:" in capsys.readouterr().err
+    assert not (tmp_path / "s" / "manifest.jsonl").exists()

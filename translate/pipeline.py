@@ -1,8 +1,4 @@
-"""The robot loop: camera → lens correction → translator → frozen policy → wheels, with per-stage latency.
-
-Run ``python -m translate.pipeline --help``. argparse, not Hydra: the robot may have only numpy,
-onnxruntime, pillow and pyyaml (plus OpenCV for cameras and the ``jetbot`` package for motors).
-"""
+"""The robot loop: camera → correction → translator → policy → wheels, with per-stage latency."""
 
 from __future__ import annotations
 
@@ -521,7 +517,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns the exit code (0 ok, 3 camera lost, 2 bad arguments)."""
+    """CLI entry point (``python -m translate.pipeline --help``); returns the exit code.
+
+    argparse, not Hydra: the robot may have only numpy, onnxruntime, pillow and pyyaml (plus
+    OpenCV for cameras and the ``jetbot`` package for motors). Exit codes: 0 ok, 2 bad
+    arguments, 3 camera lost.
+    """
     from translate.policy import load_policy
     from translate.runtime import FusedPolicy, Translator
 

@@ -1,4 +1,4 @@
-"""Run an exported translator on the robot with numpy + onnxruntime only (no torch), and fuse it with a policy."""
+"""Run an exported translator with numpy + onnxruntime only (no torch); fuse it with a policy."""
 
 from __future__ import annotations
 
@@ -66,8 +66,9 @@ def default_providers(
         if name not in have:
             continue
         if name == "TensorrtExecutionProvider":
-            cache = Path(trt_cache_dir) if trt_cache_dir is not None else Path(
-                os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sim2real-translate" / "trt"
+            base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+            cache = Path(trt_cache_dir) if trt_cache_dir is not None else (
+                base / "sim2real-translate" / "trt")
             out.append((name, {"trt_engine_cache_enable": True,
                                "trt_engine_cache_path": str(cache),
                                "trt_fp16_enable": bool(fp16)}))
@@ -193,14 +194,16 @@ class _FrameModel:
         if corr is not None and not in_graph:
             c = CameraCorrection.from_dict(corr, where=f"{self.path} metadata camera_correction")
             self.correction = None if c.is_identity else c
-        self.output_size: tuple[int, int] = tuple(self.meta["output_size"])  # type: ignore[assignment]
+        oh, ow = self.meta["output_size"]
+        self.output_size: tuple[int, int] = (int(oh), int(ow))
         self.dynamic_size = bool(self.meta.get("dynamic_size", False))
         if self.correction is not None:
             self.input_size: tuple[int, int] | None = self.correction.in_size
         elif self.dynamic_size:
             self.input_size = None
         else:
-            self.input_size = tuple(self.meta["input_size"])  # type: ignore[assignment]
+            ih, iw = self.meta["input_size"]
+            self.input_size = (int(ih), int(iw))
 
     @property
     def providers(self) -> list[str]:
@@ -362,7 +365,7 @@ class Translator(_FrameModel):
 
 
 class FusedPolicy(_FrameModel):
-    """A fused translator + policy graph (:func:`fuse_translator_and_policy`): frames in, actions out.
+    """A fused translator + policy graph (see :func:`fuse_translator_and_policy`): frames → actions.
 
     Args:
         path: the fused ``.onnx``.
@@ -515,7 +518,8 @@ def fuse_translator_and_policy(
     if variant not in ("core", "robot"):
         raise ValueError(f"{t_path}: variant {variant!r} cannot be fused (core or robot only)")
     oh, ow = tmeta["output_size"]
-    if pspec.height is not None and pspec.width is not None and (pspec.height, pspec.width) != (oh, ow):
+    p_size = (pspec.height, pspec.width)
+    if None not in p_size and p_size != (oh, ow):
         raise ValueError(
             f"policy {p_path.name} takes {pspec.width}x{pspec.height} (WxH) frames but the "
             f"translator gives {ow}x{oh}; the fused graph does not resize: export the "

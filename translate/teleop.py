@@ -1,4 +1,4 @@
-"""Action sources recorded with each frame: none, keyboard teleop in the terminal, an action file."""
+"""Action sources recorded with each frame: none, keyboard teleop in a terminal, an action file."""
 
 from __future__ import annotations
 
@@ -284,7 +284,8 @@ class ActionFile(ActionSource):
         if align not in ("index", "time"):
             raise ValueError(f"ActionFile: align must be 'index' or 'time', got {align!r}")
         if time_base not in ("relative", "wall"):
-            raise ValueError(f"ActionFile: time_base must be 'relative' or 'wall', got {time_base!r}")
+            raise ValueError(
+                f"ActionFile: time_base must be 'relative' or 'wall', got {time_base!r}")
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"action file not found: {self.path}")
@@ -305,9 +306,10 @@ class ActionFile(ActionSource):
             if any(t is None for t in times):
                 raise ActionFileError(
                     f"{self.path}: align=time needs a time on every line (key {self._time_key!r})")
-            pairs = sorted(zip(times, actions, strict=True), key=lambda p: p[0])  # type: ignore[arg-type,return-value]
+            pairs = sorted(((float(t), a) for t, a in zip(times, actions, strict=True)
+                            if t is not None), key=lambda p: p[0])
             t0 = pairs[0][0] if time_base == "relative" else 0.0
-            self.times = [float(t) - float(t0) for t, _ in pairs]  # type: ignore[arg-type]
+            self.times = [t - t0 for t, _ in pairs]
             self.actions = [a for _, a in pairs]
         self._warned = False
 

@@ -1,4 +1,4 @@
-"""The synthetic world as a frame source (real-look frames + expert actions); registers as ``synth``."""
+"""The synthetic world as a frame source (real-look frames + expert actions), named ``synth``."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ class SynthSource(FrameSource):
     ) -> None:
         size = width if width is not None else (height if height is not None else 224)
         if height is not None and height != size:
-            raise ValueError(f"SynthSource renders square frames; got width {width}, height {height}")
+            raise ValueError(
+                f"SynthSource renders square frames; got width {width}, height {height}")
         if domain not in DOMAINS:
             raise ValueError(f"SynthSource: domain must be one of {DOMAINS}, got {domain!r}")
         if frames is not None and frames < 0:

@@ -1,4 +1,4 @@
-"""Tests for translate.runtime: onnxruntime translator vs torch, providers, no-torch import, fusion."""
+"""Tests for translate.runtime: onnxruntime vs torch, providers, import without torch, fusion."""
 
 from __future__ import annotations
 

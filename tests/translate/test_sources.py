@@ -1,4 +1,4 @@
-"""Tests for translate.sources: camera pipelines and BGR→RGB with fake captures, files, reconnects."""
+"""Tests for translate.sources: camera pipelines, BGR→RGB with fake captures, files, reconnects."""
 
 from __future__ import annotations
 
@@ -230,7 +230,7 @@ def test_specs_and_registry(tmp_path: Path) -> None:
     assert parse_source_spec(str(tmp_path)) == ("folder", {"path": str(tmp_path)})
     with pytest.raises(ValueError, match="unknown frame source 'nope'"):
         parse_source_spec("nope:1")
-    if "synth" not in available_sources():  # registered once datasets.jetbot_synth.source is imported
+    if "synth" not in available_sources():  # registered by importing datasets.jetbot_synth.source
         with pytest.raises(ValueError, match="--plugin datasets.jetbot_synth.source"):
             parse_source_spec("synth")
     register_source("flaky_test", lambda **kw: Flaky(set(), n=2), arg="n", replace=True)
