@@ -90,8 +90,8 @@ class SynthSource(FrameSource):
             if left <= 0:
                 return None
             assert self._renderer is not None
-            # default_rng(Generator) returns that generator: one sequential state stream
-            states = sample_states(left, self._rng, self.config)  # type: ignore[arg-type]
+            # one sequential state stream, read in pieces
+            states = sample_states(left, self._rng, self.config)
             images = self._renderer.render(states, self.domain, self._noise_seed,
                                            index_offset=self._made, jpeg=True)
             actions = expert_actions(states, self.config)
