@@ -189,7 +189,7 @@ def _plt() -> Any:
 
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=110)  # laid out by tight_layout: no second draw pass
     _plt().close(fig)
     return buf.getvalue()
 
