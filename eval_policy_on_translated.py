@@ -9,13 +9,14 @@ import os
 # user set wins. (numpy only: torch and onnxruntime keep their own thread pools.)
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import contextlib
 import datetime
 import functools
 import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,12 @@ def _official_kind(path: Path, setting: str) -> str:
 
 
 def load_translator(
-    spec: str, *, batch_size: int = 16, device: str = "cpu", model: str = "auto"
+    spec: str,
+    *,
+    batch_size: int = 16,
+    device: str = "cpu",
+    model: str = "auto",
+    threads: int | None = None,
 ) -> Translator:
     """Build one translator from a config entry.
 
@@ -95,6 +101,7 @@ def load_translator(
         batch_size: frames per call.
         device: torch device for checkpoint translators.
         model: ``cyclegan`` | ``cut`` | ``auto`` for official ``.pth`` files.
+        threads: onnxruntime intra-op threads for ONNX translators (None: its default).
 
     Returns:
         The translator.
@@ -110,7 +117,7 @@ def load_translator(
         raise FileNotFoundError(f"translator not found: {path} (or use translator=identity)")
     suffix = path.suffix.lower()
     if path.is_dir() or suffix == ".onnx":
-        return OnnxTranslator(path, batch_size=batch_size)
+        return OnnxTranslator(path, batch_size=batch_size, threads=threads)
     if suffix == ".ckpt":
         from export_translator import load_lightning_generator
 
@@ -276,13 +283,63 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     # Unknown threshold names fail now, not after the whole run.
     check_thresholds({"stages": []}, fail_under, fail_over)
     settings = _settings(cfg)
+    threads = _threads(cfg.get("threads", "auto"))
     _ensure_default_data(cfg)
-    policy = load_policy(resolve_policy(cfg), cfg.get("policy_spec") or None, features=True,
-                         batch_size=settings.batch_size)
+    with _torch_threads(threads):
+        return _evaluate(cfg, settings, threads, fail_under, fail_over)
+
+
+def _threads(value: Any) -> int | None:
+    """``auto``: half the CPUs each for the two concurrent compute streams (translator and policy
+    on onnxruntime, paired-image metrics on torch); null/0: the libraries' defaults."""
+    if value is None or value == 0:
+        return None
+    if str(value).lower() == "auto":
+        return max(1, (os.cpu_count() or 2) // 2)
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"threads must be auto, null or a positive integer; got {value!r}") from None
+    if n < 0:
+        raise ValueError(f"threads must be auto, null or a positive integer; got {value!r}")
+    return n or None
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """torch's (process-wide) thread count for the evaluation, restored afterwards."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _evaluate(cfg: DictConfig, settings: EvalSettings, threads: int | None,
+              fail_under: dict[str, float], fail_over: dict[str, float]) -> dict[str, Any]:
+    policy_kwargs: dict[str, Any] = {}
+    if threads:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        policy_kwargs["session_options"] = options
+    policy_path = resolve_policy(cfg)
+    if policy_path.suffix.lower() != ".onnx":
+        policy_kwargs.pop("session_options", None)  # TorchScript: torch's threads
+    policy = load_policy(policy_path, cfg.get("policy_spec") or None, features=True,
+                         batch_size=settings.batch_size, **policy_kwargs)
     specs = _translator_specs(cfg.translator)
     translators = _unique_names([
         load_translator(s, batch_size=settings.batch_size, device=str(cfg.get("device", "cpu")),
-                        model=str(cfg.get("translator_model", "auto")))
+                        model=str(cfg.get("translator_model", "auto")),
+                        threads=threads)
         for s in specs
     ])
     eval_set = build_eval_set(cfg)
