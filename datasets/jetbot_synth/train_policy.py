@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from datasets.jetbot_synth.policy_net import RlGamesJetbotNet
-from datasets.jetbot_synth.world import turn_direction
+from translate.metrics import turn_direction
 
 __all__ = ["train_bc", "turn_agreement"]
 
@@ -22,7 +22,7 @@ _EVAL_BATCH = 256
 def turn_agreement(pred: np.ndarray, target: np.ndarray, dead_zone: float = 0.05) -> float:
     """Fraction of frames whose turn class (left / straight / right) matches the target's.
 
-    The class is ``sign(left - right)`` with a dead zone (``world.turn_direction``).
+    The class is ``sign(left - right)`` with a dead zone (``translate.metrics.turn_direction``).
 
     Args:
         pred: predicted (left, right) wheel commands.

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 
 from translate.camera import CameraModel, CameraRig
+from translate.metrics import turn_direction  # re-exported: one definition, in translate
 
 __all__ = [
     "DISTRACTOR_KINDS",
@@ -479,27 +480,6 @@ def expert_actions(states: list[SceneState], config: WorldConfig) -> np.ndarray:
     if not states:
         return np.zeros((0, 2), dtype=np.float32)
     return np.stack([expert_action(s, config) for s in states])
-
-
-def turn_direction(actions: np.ndarray, dead_zone: float = 0.05) -> np.ndarray:
-    """Turn direction of wheel commands: ``sign(left - right)`` with a dead zone.
-
-    Args:
-        actions: (left, right) commands.
-        dead_zone: ``|left - right| <= dead_zone`` counts as straight (0).
-
-    Returns:
-        int8 array: +1 = turning right, -1 = turning left, 0 = straight.
-
-    Shape:
-        - actions: :math:`(*, 2)`
-        - output: :math:`(*)`
-    """
-    a = np.asarray(actions, dtype=np.float64)
-    if a.ndim < 1 or a.shape[-1] != 2:
-        raise ValueError(f"actions must have shape (..., 2), got {a.shape}")
-    diff = a[..., 0] - a[..., 1]
-    return np.where(np.abs(diff) <= dead_zone, 0, np.sign(diff)).astype(np.int8)
 
 
 # ---------------------------------------------------------------------------- sampling
