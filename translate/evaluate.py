@@ -686,7 +686,8 @@ class EvalResult:
         samples: frames for the strips: ``{"stems", "frames": {stage: (K, H, W, 3)},
             "actions": {stage: (K, A)}, "reference": (K, A) or None}``.
         worst: per translated stage, its worst frames: ``{"stems", "errors", "input",
-            "output", "sim", "pred", "ref"}``.
+            "output", "sim", "pred", "ref", "sim_pred"}`` (``sim`` / ``sim_pred``: the paired sim
+            frame and the policy's action on it, or None).
     """
 
     metrics: dict[str, Any]
@@ -985,8 +986,8 @@ def evaluate_translators(
                 if g in strip_pos:
                     samples["stems"].append(eval_set.stems[g])
                     samples["index"].append(g)
-                    for name, f in frames.items():
-                        samples["frames"].setdefault(name, []).append(f[j])
+                    for name, f in frames.items():  # copies: views would pin whole chunks
+                        samples["frames"].setdefault(name, []).append(f[j].copy())
                         samples["actions"].setdefault(name, []).append(chunk_actions[name][j])
                     if ref_chunk is not None:
                         samples.setdefault("reference", []).append(ref_chunk[j])
@@ -995,9 +996,11 @@ def evaluate_translators(
                     err = np.abs(chunk_actions[name] - ref_chunk).mean(axis=1)
                     for j in np.argsort(-err)[: s.n_worst]:
                         item = (float(err[j]), gidx[j], {
-                            "input": inputs[name][j], "output": frames[name][j],
-                            "sim": None if sim is None else sim[j],
+                            "input": inputs[name][j].copy(), "output": frames[name][j].copy(),
+                            "sim": None if sim is None else sim[j].copy(),
                             "pred": chunk_actions[name][j], "ref": ref_chunk[j],
+                            "sim_pred": chunk_actions["sim"][j] if "sim" in chunk_actions
+                            else None,
                         })
                         if len(heap) < s.n_worst:
                             heapq.heappush(heap, item)
@@ -1143,6 +1146,7 @@ def _worst_dict(heap: list[tuple[float, int, dict[str, Any]]], stems: Sequence[s
                 ) -> dict[str, Any]:
     items = sorted(heap, key=lambda it: -it[0])
     sims = [it[2]["sim"] for it in items]
+    sim_preds = [it[2]["sim_pred"] for it in items]
     return {
         "stems": [stems[it[1]] for it in items],
         "errors": np.array([it[0] for it in items]),
@@ -1151,6 +1155,7 @@ def _worst_dict(heap: list[tuple[float, int, dict[str, Any]]], stems: Sequence[s
         "sim": None if any(x is None for x in sims) else np.stack(sims),
         "pred": np.stack([it[2]["pred"] for it in items]),
         "ref": np.stack([it[2]["ref"] for it in items]),
+        "sim_pred": None if any(x is None for x in sim_preds) else np.stack(sim_preds),
     }
 
 

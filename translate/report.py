@@ -199,17 +199,21 @@ def _short(label: str, width: int = 22) -> str:
 
 
 def _draw_action(ax: Any, action: np.ndarray, h: int, w: int, colour: str, dashed: bool) -> None:
-    """Arrow from the bottom centre: up = forward ((l + r) / 2), sideways = turn ((l − r) / 2)."""
+    """Arrow from the lower centre: up = forward ((l + r) / 2), sideways = turn ((l − r) / 2).
+
+    Starts at 72 % of the height with a quarter of it per unit of forward speed, so full speed
+    backwards (−1) still ends inside the frame.
+    """
     if len(action) != 2:
         return
     left, right = float(action[0]), float(action[1])
     fwd, turn = (left + right) / 2, (left - right) / 2
-    x0, y0 = w / 2, h * 0.95
-    dx, dy = turn * w * 0.45, -fwd * h * 0.45
+    x0, y0 = w / 2, h * 0.72
+    dx, dy = turn * w * 0.45, -fwd * h * 0.25
     if abs(dx) + abs(dy) < 0.5:
         ax.plot([x0], [y0], "o", color=colour, markersize=4)
         return
-    ax.annotate("", xy=(x0 + dx, y0 + dy), xytext=(x0, y0), arrowprops={
+    ax.annotate("", xy=(x0 + dx, y0 + dy), xytext=(x0, y0), annotation_clip=False, arrowprops={
         "arrowstyle": "-|>", "color": colour, "lw": 2.0, "linestyle": "--" if dashed else "-",
         "shrinkA": 0, "shrinkB": 0, "mutation_scale": 12,
     })
@@ -408,8 +412,11 @@ def _fig_worst(result: EvalResult) -> bytes | None:
                          title=_short(labels.get(name, name)) if i == 0 else None,
                          caption=f"pred {_wheels(pred, names)}  err {w['errors'][i]:.3f}")
             if has_sim:
-                _image_panel(axes[r, 2], w["sim"][i], None, ref,
-                             title="sim" if i == 0 else None, caption="")
+                sim_pred = None if w.get("sim_pred") is None else w["sim_pred"][i]
+                _image_panel(axes[r, 2], w["sim"][i], sim_pred, ref,
+                             title="sim" if i == 0 else None,
+                             caption="" if sim_pred is None else
+                             f"pred {_wheels(sim_pred, names)}")
             axes[r, 0].set_ylabel(f"{stem}", fontsize=8)
             r += 1
     _legend(fig, True)

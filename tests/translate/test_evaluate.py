@@ -142,7 +142,9 @@ def test_perfect_translator_closes_the_gap(synth: Path, policy, tmp_path: Path) 
     assert res.reference is not None and res.reference.shape == (16, 2)
     assert set(res.errors) == {st["name"] for st in m["stages"]}
     assert len(res.samples["stems"]) == 3 and res.samples["frames"]["raw"].shape == (3, 48, 48, 3)
-    assert res.worst["translated:identity"]["output"].shape == (2, 48, 48, 3)
+    worst = res.worst["translated:identity"]
+    assert worst["output"].shape == (2, 48, 48, 3) and worst["sim_pred"].shape == (2, 2)
+    assert worst["errors"][0] >= worst["errors"][1]
 
 
 def test_channel_swap_scores_worse_and_the_contract_check_names_it(
