@@ -166,6 +166,15 @@ def print_tables(metrics: Mapping[str, Any], console: Any = None) -> None:
     ref = metrics.get("data", {}).get("reference_actions")
     if ref:
         console.print(f"reference actions: {ref}; CIs: bootstrap over frames")
+    data = metrics.get("data", {})
+    skipped, problems = data.get("skipped") or [], data.get("problems") or []
+    if skipped:
+        console.print(f"[yellow]{len(skipped)} unreadable frame(s) skipped[/]: " + "; ".join(
+            f"{x['path']} ({x['reason']})" for x in skipped[:3]) + ("; ..." if len(skipped) > 3
+                                                                   else ""))
+    if problems:
+        console.print(f"[yellow]{len(problems)} data problem(s)[/]: " + "; ".join(problems[:3])
+                      + ("; ... (all in metrics.json)" if len(problems) > 3 else ""))
     for w in metrics.get("warnings", []):
         console.print(f"[bold yellow]warning[/] {w['stage']}: {w['message']}")
     for c in (metrics.get("thresholds") or {}).get("checks", []):

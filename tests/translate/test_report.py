@@ -160,3 +160,5 @@ def test_terminal_tables() -> None:
     text = console.export_text()
     assert "translated (cut)" in text and "Policy actions vs reference" in text
     assert "warning" in text and "FAIL" in text
+    assert "1 unreadable frame(s) skipped" in text and "bad.jpg" in text
+    assert "000099: missing sim partner" in text
