@@ -67,6 +67,8 @@ def build_generator(
     antialias_up: bool = False,
     use_dropout: bool = False,
     separable: bool = False,
+    space_to_depth: int = 1,
+    residual: bool = False,
     init_type: str = "normal",
     init_gain: float = 0.02,
     input_nc: int = 3,
@@ -80,6 +82,8 @@ def build_generator(
         antialias, antialias_up: CUT's blur-pool down / blur up-sampling.
         use_dropout: dropout in the residual blocks (off officially).
         separable: depthwise-separable residual blocks (the edge preset).
+        space_to_depth: run at 1/s resolution (PixelUnshuffle in, PixelShuffle out).
+        residual: predict ``tanh(atanh(x) + net(x))``, starting as the identity.
         init_type, init_gain: weight init (``normal`` for CycleGAN, ``xavier`` for CUT).
 
     Returns:
@@ -89,9 +93,8 @@ def build_generator(
         input_nc=input_nc, output_nc=output_nc, ngf=ngf, n_blocks=n_blocks,
         use_dropout=use_dropout, antialias=antialias, antialias_up=antialias_up,
     )
-    if separable:
-        kwargs["separable"] = True
-    net = ResnetGenerator(**kwargs)
+    net = ResnetGenerator(**kwargs, separable=separable, space_to_depth=space_to_depth,
+                          residual=residual)
     init_weights(net, init_type=init_type, init_gain=init_gain)
     return net
 
