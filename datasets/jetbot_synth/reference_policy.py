@@ -23,13 +23,13 @@ from translate.fsutil import atomic_write_json
 __all__ = ["POLICY_RECIPE_VERSION", "ensure_policy", "policy_params"]
 
 #: Bump when the same parameters would train a different policy.
-POLICY_RECIPE_VERSION = 1
+POLICY_RECIPE_VERSION = 2
 # Seeds the BC training states apart from the dataset's splits (which use SeedSequence(seed)).
 _POLICY_SEED_OFFSET = 7_919
 
 
 def policy_params(
-    *, size: int, seed: int, n_frames: int, epochs: int, world: dict[str, Any]
+    *, size: int, seed: int, n_frames: int, epochs: int, randomize: float, world: dict[str, Any]
 ) -> dict[str, Any]:
     """The parameters a cached policy must match to be reused."""
     return {
@@ -38,6 +38,7 @@ def policy_params(
         "seed": seed,
         "n_frames": n_frames,
         "epochs": epochs,
+        "randomize": randomize,
         "world": world,
     }
 
@@ -58,6 +59,7 @@ def ensure_policy(
     *,
     n_frames: int = 10000,
     epochs: int = 8,
+    randomize: float = 1.0,
     force: bool = False,
     progress: bool = True,
 ) -> Path:
@@ -65,7 +67,11 @@ def ensure_policy(
 
     The policy has the seed's rl_games architecture and export (input ``obs`` NHWC float32 0–255,
     outputs ``mu``, ``log_std``, ``value``), and is behaviour-cloned on SIM renders only — from
-    states drawn apart from the dataset's splits — with the expert's wheel commands. It is cached
+    states drawn apart from the dataset's splits — with the expert's wheel commands, under the
+    kind of domain randomisation a simulator offers (brightness, contrast, small per-channel gains,
+    pixel noise, blur; see ``train_policy._augment``). That randomisation makes it tolerate a
+    near-sim image, as an Isaac Lab policy would, but not the real camera: as the user found,
+    randomisation alone does not close the gap. It is cached
     in the dataset folder (which is keyed by image size and seed) together with ``policy.json``
     (parameters and training metrics); a cached policy is reused when those parameters match.
 
@@ -73,6 +79,7 @@ def ensure_policy(
         root: a jetbot_synth dataset folder (with ``dataset.json``).
         n_frames: sim frames to clone from.
         epochs: passes over them.
+        randomize: strength of the simulator-style domain randomisation (0 = mild jitter only).
         force: retrain even if a matching policy exists.
         progress: print progress.
 
@@ -84,7 +91,7 @@ def ensure_policy(
     out = root / "policy"
     onnx_path = out / "policy.onnx"
     params = policy_params(size=size, seed=seed, n_frames=n_frames, epochs=epochs,
-                           world=world.to_dict())
+                           randomize=randomize, world=world.to_dict())
     info_path = out / "policy.json"
     if not force and onnx_path.exists() and info_path.exists():
         try:
@@ -100,7 +107,8 @@ def ensure_policy(
                                        config=dataclasses.replace(world, size=size),
                                        progress=progress)
     assert isinstance(frames, np.ndarray)
-    net, metrics = train_bc(frames, actions, epochs=epochs, seed=seed, progress=progress)
+    net, metrics = train_bc(frames, actions, epochs=epochs, seed=seed, randomize=randomize,
+                            progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     export_rl_games_onnx(net, onnx_path, height=size, width=size)
     info: dict[str, Any] = {
@@ -125,9 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--root", required=True, help="jetbot_synth dataset folder")
     ap.add_argument("--n-frames", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--randomize", type=float, default=1.0, help="domain randomisation strength")
     ap.add_argument("--force", action="store_true", help="retrain even if cached")
     args = ap.parse_args(argv)
-    print(ensure_policy(args.root, n_frames=args.n_frames, epochs=args.epochs, force=args.force))
+    print(ensure_policy(args.root, n_frames=args.n_frames, epochs=args.epochs,
+                        randomize=args.randomize, force=args.force))
     return 0
 
 

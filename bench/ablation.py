@@ -1,0 +1,161 @@
+"""Run train_translate.py over configs × seeds (in parallel), then tabulate the test-split scores with CIs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+#: The issue-6 ablation: each model with and without its policy-consistency losses.
+ABLATION: dict[str, list[str]] = {
+    "cut": ["model=cut"],
+    "cut+policy": ["model=cut", "model.policy_losses.sim_identity=1.0"],
+    "fastcut": ["model=fastcut"],
+    "fastcut+policy": ["model=fastcut", "model.policy_losses.sim_identity=1.0"],
+    "cyclegan": ["model=cyclegan"],
+    "cyclegan+policy": ["model=cyclegan", "model.policy_losses.cycle=1.0",
+                        "model.policy_losses.sim_identity=1.0"],
+}
+
+
+def _val_curve(run_dir: Path) -> list[tuple[int, float, float]]:
+    """(step, val/gap_closed, val/turn_agreement) from the run's TensorBoard events."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:  # pragma: no cover
+        return []
+    out: dict[int, list[float]] = {}
+    for f in sorted((run_dir / "tb").glob("events.out.tfevents.*")):
+        ea = EventAccumulator(str(f))
+        ea.Reload()
+        tags = ea.Tags().get("scalars", [])
+        if "val/gap_closed" not in tags:
+            continue
+        for g, t in zip(ea.Scalars("val/gap_closed"), ea.Scalars("val/turn_agreement"), strict=False):
+            out[g.step] = [g.value, t.value]
+    return [(s, v[0], v[1]) for s, v in sorted(out.items())]
+
+
+def _translated_row(metrics_json: Path) -> dict[str, Any] | None:
+    if not metrics_json.exists():
+        return None
+    m = json.loads(metrics_json.read_text())
+    for stage in m.get("stages", []):
+        if stage.get("kind") == "translated":
+            return stage
+    return None
+
+
+def _headline(stage: dict[str, Any], key: str) -> tuple[float | None, list[float] | None]:
+    """Value and CI of a headline metric in a metrics.json stage (tolerant of layout)."""
+    node = (stage.get("metrics") or {}).get(key)
+    if isinstance(node, dict):
+        return node.get("value"), node.get("ci")
+    return node, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--configs", nargs="+", default=list(ABLATION),
+                    help="names from ABLATION, or NAME:override,override,... for custom runs")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--common", nargs="*", default=["experiment=cpu_demo"],
+                    help="overrides for every run (the budget: recipe, trainer, steps)")
+    ap.add_argument("--parallel", type=int, default=1, help="runs at a time")
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "ablation")
+    ap.add_argument("--threads", type=int, default=None, help="OMP/torch threads per run")
+    args = ap.parse_args(argv)
+
+    # data and the frozen policy once, before the runs race for them
+    from datasets.jetbot_synth.generate import ensure_dataset
+    from datasets.jetbot_synth.reference_policy import ensure_policy
+
+    root = ensure_dataset(REPO / "data" / "jetbot_synth_128px_seed0", size=128, seed=0)
+    ensure_policy(root)
+
+    jobs: list[tuple[str, int, list[str]]] = []
+    for name in args.configs:
+        if ":" in name:
+            name, spec = name.split(":", 1)
+            overrides = [o for o in spec.split(",") if o]
+        else:
+            overrides = ABLATION[name]
+        for seed in args.seeds:
+            jobs.append((name, seed, overrides))
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    running: list[tuple[subprocess.Popen[bytes], str, int, float]] = []
+    results: list[dict[str, Any]] = []
+    t_all = time.time()
+
+    def launch(name: str, seed: int, overrides: list[str]) -> None:
+        run_name = f"{name.replace('+', '_')}_s{seed}"
+        cmd = [sys.executable, str(REPO / "train_translate.py"), *args.common, *overrides,
+               f"seed={seed}", f"data.seed={seed}", f"run_name={run_name}",
+               f"paths.runs_dir={args.out}", "trainer.enable_progress_bar=false"]
+        log = open(args.out / f"{run_name}.log", "wb")  # noqa: SIM115 - closed with the process
+        running.append((subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT),
+                        name, seed, time.time()))
+
+    def reap(block: bool) -> None:
+        while running:
+            for item in list(running):
+                proc, name, seed, t0 = item
+                if proc.poll() is None:
+                    continue
+                running.remove(item)
+                run_dir = args.out / f"{name.replace('+', '_')}_s{seed}"
+                stage = _translated_row(run_dir / "eval" / "metrics.json")
+                results.append({"config": name, "seed": seed, "returncode": proc.returncode,
+                                "minutes": (time.time() - t0) / 60, "stage": stage,
+                                "val_curve": _val_curve(run_dir)})
+                print(f"[ablation] {name} seed {seed}: exit {proc.returncode} after "
+                      f"{(time.time() - t0) / 60:.1f} min", flush=True)
+            if not block:
+                return
+            time.sleep(2)
+
+    for job in jobs:
+        while len(running) >= args.parallel:
+            reap(block=False)
+            time.sleep(2)
+        launch(*job)
+    reap(block=True)
+    (args.out / "ablation.json").write_text(json.dumps(
+        {"machine": f"{platform.node()} {platform.processor()}", "common": args.common,
+         "results": results, "minutes": (time.time() - t_all) / 60}, indent=1, default=str))
+
+    print(f"\nAblation on jetbot_synth (test split) — common: {' '.join(args.common)}")
+    print(f"{'config':18} {'seeds':>5} {'gap closed (per seed)':>34} {'turn agreement (per seed)':>34}")
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by.setdefault(r["config"], []).append(r)
+    for name in dict.fromkeys(j[0] for j in jobs):
+        rows = sorted(by.get(name, []), key=lambda r: r["seed"])
+        gaps, turns = [], []
+        for r in rows:
+            if r["stage"]:
+                gaps.append(_headline(r["stage"], "gap_closed")[0])
+                turns.append(_headline(r["stage"], "turn_agreement")[0])
+        g = [x for x in gaps if isinstance(x, (int, float))]
+        t = [x for x in turns if isinstance(x, (int, float))]
+        gs = f"{statistics.mean(g):+.3f} ({', '.join(f'{x:+.2f}' for x in g)})" if g else "-"
+        ts = f"{statistics.mean(t):.3f} ({', '.join(f'{x:.2f}' for x in t)})" if t else "-"
+        print(f"{name:18} {len(rows):>5} {gs:>34} {ts:>34}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
