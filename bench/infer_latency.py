@@ -154,6 +154,50 @@ def _profile(path: str, x: np.ndarray, threads: int, runs: int, out: Path) -> st
                      for op, ms in sorted(per_op.items(), key=lambda kv: -kv[1]))
 
 
+def _torch_cuda_rows(cases: dict[str, dict[str, Any]], size: int, runs: int) -> list[tuple[str, str, float]]:
+    """GPU latency through torch (when onnxruntime has no CUDA provider): fp32, fp16, fp16 + CUDA graph.
+
+    Each run copies a 224² frame to the GPU, translates it and copies the result back, as the
+    robot loop would; times are wall-clock medians after a warm-up.
+    """
+    import torch
+
+    from models.networks import ResnetGenerator
+
+    rows: list[tuple[str, str, float]] = []
+    torch.backends.cudnn.benchmark = True
+    host = torch.rand(1, 3, size, size).pin_memory()
+    for name, kwargs in cases.items():
+        for label, dtype, graph in (("torch fp32", torch.float32, False),
+                                    ("torch fp16", torch.float16, False),
+                                    ("torch fp16+graph", torch.float16, True)):
+            g = ResnetGenerator(**kwargs).cuda().eval().to(dtype)
+            static = torch.zeros(1, 3, size, size, device="cuda", dtype=dtype)
+            with torch.no_grad():
+                for _ in range(10):
+                    g(static)
+                torch.cuda.synchronize()
+                cg = None
+                if graph:
+                    cg = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(cg):
+                        out = g(static)
+                times = []
+                for _ in range(runs):
+                    t0 = time.perf_counter()
+                    static.copy_(host, non_blocking=True)
+                    if cg is not None:
+                        cg.replay()
+                        y = out
+                    else:
+                        y = g(static)
+                    y.float().cpu()
+                    times.append((time.perf_counter() - t0) * 1000)
+            rows.append((name, label, float(np.median(times))))
+            print(f"{name} {label}: p50 {rows[-1][2]:.2f} ms", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; prints the machine, progress lines, then the table."""
     p = argparse.ArgumentParser(description=__doc__,
@@ -167,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fp16", action="store_true", help="TensorRT fp16 engines")
     p.add_argument("--only", choices=("full", "edge"), default=None, help="one generator only")
     p.add_argument("--out", default=None, help="export folder (default: a temporary one)")
+    p.add_argument("--torch-cuda", action="store_true",
+                   help="also time the generators in torch on the GPU (fp32, fp16, CUDA graph)")
     p.add_argument("--profile", action="store_true",
                    help="also print onnxruntime's time per operator type (CPU, core graph)")
     args = p.parse_args(argv)
@@ -186,11 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     providers = ["CPUExecutionProvider"]
     if args.device == "cuda":
         have = ort.get_available_providers()
-        if "CUDAExecutionProvider" not in have:
+        if "CUDAExecutionProvider" not in have and not args.torch_cuda:
             print(f"error: --device cuda but onnxruntime has no CUDAExecutionProvider ({have}); "
-                  "pip install onnxruntime-gpu", file=sys.stderr)
+                  "pip install onnxruntime-gpu, or add --torch-cuda", file=sys.stderr)
             return 2
-        providers.append("CUDAExecutionProvider")
+        if "CUDAExecutionProvider" in have:
+            providers.append("CUDAExecutionProvider")
+        else:
+            print(f"note: onnxruntime has no CUDAExecutionProvider ({have}): GPU timed in torch")
         if "TensorrtExecutionProvider" in have:
             providers.append("TensorrtExecutionProvider")
         else:
@@ -229,7 +278,13 @@ def main(argv: list[str] | None = None) -> int:
                         short += " fp16"
                     print(f"{name} {graph} {short}: p50 {res['p50']:.2f} ms", flush=True)
                     rows.append((name, graph, short, res, exp))
+    torch_rows = _torch_cuda_rows(cases, args.size, args.runs) if args.torch_cuda else []
     print()
+    if torch_rows:
+        print(f"GPU translator latency in torch, {args.size}x{args.size}, batch 1, host->GPU->host "
+              "copies included (median ms)")
+        for name, label, ms in torch_rows:
+            print(f"{name:<10} {label:<18} {ms:>8.2f} ms {1000 / ms:>8.1f} fps")
     print(f"ONNX translator latency, {args.size}x{args.size}, batch 1, {args.runs} runs after "
           f"warm-up, CPU threads = {args.threads}")
     print(f"{'generator':<10} {'GMAC':>6} {'graph':<6} {'provider':<14} {'p50 ms':>8} "

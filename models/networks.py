@@ -34,7 +34,7 @@ _INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
 #: the blocks, which hold 88 % of the default's MACs, by another ~8x; plain strided / transposed
 #: convs because CUT's blur-pool path runs its convs at full resolution (+2.8 GMAC at ngf 32).
 EDGE_GENERATOR_PRESET: dict[str, Any] = {
-    "ngf": 32,
+    "ngf": 24,
     "n_blocks": 9,
     "separable": True,
     "space_to_depth": 2,
@@ -47,10 +47,10 @@ def edge_generator_kwargs() -> dict[str, Any]:
     """Return the edge generator's keyword arguments for :class:`ResnetGenerator` (a fresh copy).
 
     Returns:
-        ``{"ngf": 32, "n_blocks": 9, "separable": True, "space_to_depth": 2, "antialias": False,
-        "antialias_up": False}``: 0.95 GMAC and 0.54 M parameters at 224x224 (the network runs
-        at 112x112 on 2x2 pixel blocks), works for CycleGAN and CUT (CUT's ``layers``/
-        ``encode_only`` feature extraction included) and exports to ONNX.
+        ``{"ngf": 24, "n_blocks": 9, "separable": True, "space_to_depth": 2, "antialias": False,
+        "antialias_up": False}``: 0.63 GMAC and 0.32 M parameters at 224x224 (the network runs
+        at 112x112 on 2x2 pixel blocks; 27 ms in onnxruntime on 2 CPU cores), works for CycleGAN
+        and CUT (CUT's ``layers``/``encode_only`` feature extraction included) and exports to ONNX.
 
     Example:
         >>> g = ResnetGenerator(**edge_generator_kwargs())
@@ -460,8 +460,10 @@ class ResnetGenerator(nn.Module):
     def _finish(self, x_in: Tensor, out: Tensor) -> Tensor:
         if not self.residual:
             return out
-        # atanh of the input clipped inside (-1, 1): exact inverse of the output tanh
-        return torch.tanh(torch.atanh(x_in.clamp(-0.999, 0.999)) + out)
+        # atanh of the input clipped inside (-1, 1), exact inverse of the output tanh; written with
+        # log because the ONNX exporter has no atanh
+        x = x_in.clamp(-0.999, 0.999)
+        return torch.tanh(0.5 * torch.log((1 + x) / (1 - x)) + out)
 
 
 def _discriminator_output_size(size: int, n_layers: int, antialias: bool) -> int:

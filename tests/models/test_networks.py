@@ -348,10 +348,10 @@ def test_edge_generator_budget():
     macs = count_macs(edge, (1, 3, 224, 224))
     assert macs <= 3e9
     assert macs < count_macs(default, (1, 3, 224, 224)) / 15
-    assert count_parameters(edge) == 542_540
+    assert count_parameters(edge) == 317_052
     edge_kwargs = edge_generator_kwargs()
     edge_kwargs["ngf"] = 1  # a fresh copy every call
-    assert edge_generator_kwargs()["ngf"] == 32
+    assert edge_generator_kwargs()["ngf"] == 24
 
 
 def test_edge_generator_cut_features():
