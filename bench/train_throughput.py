@@ -28,6 +28,7 @@ VARIANTS: dict[str, FastStepConfig] = {
                                  batched_generators=True, cudnn_benchmark=True),
     "eager_bf16_cl": FastStepConfig(cuda_graph=False),
     "graph_bf16_cl": FastStepConfig(),
+    "graph_bf16_compiled": FastStepConfig(compile=True),
 }
 
 
