@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     def launch(name: str, seed: int, overrides: list[str]) -> None:
         run_name = f"{name.replace('+', '_')}_s{seed}"
         cmd = [sys.executable, str(REPO / "train_translate.py"), *args.common, *overrides,
-               f"seed={seed}", f"data.seed={seed}", f"run_name={run_name}",
+               f"seed={seed}", f"run_name={run_name}",
                f"paths.runs_dir={args.out}", "trainer.enable_progress_bar=false"]
         log = open(args.out / f"{run_name}.log", "wb")  # noqa: SIM115 - closed with the process
         running.append((subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT),

@@ -10,14 +10,14 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from datasets.folders import find_paired_samples, resolve_unpaired_folders
 from datasets.unpaired import UnpairedImageDataset, build_transform, to_tensor
 from translate.camera import CameraCorrection, load_camera_yaml
 from translate.imageio import read_image
 
-__all__ = ["PairedValDataset", "TranslationDataModule", "WithPairs"]
+__all__ = ["PairedValDataset", "Resized", "TranslationDataModule", "WithPairs"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,26 @@ class WithPairs(Dataset[dict[str, torch.Tensor]]):
         return item
 
 
+class Resized(Dataset[dict[str, torch.Tensor]]):
+    """A dataset seen as ``length`` items: item ``i`` is ``base[i % len(base)]``.
+
+    Sets the epoch length (``steps_per_epoch × batch_size``) while leaving the sampling to the
+    DataLoader's shuffle — which Lightning replaces by a ``DistributedSampler`` under DDP, so each
+    rank gets its share of the epoch (a custom sampler would be dropped there).
+    """
+
+    def __init__(self, base: Dataset[dict[str, torch.Tensor]], length: int) -> None:
+        self.base = base
+        self.length = int(length)
+        self.n = len(base)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.base[i % self.n]
+
+
 class TranslationDataModule(L.LightningDataModule):
     """Unpaired real/sim training data, optional paired validation data.
 
@@ -93,12 +113,11 @@ class TranslationDataModule(L.LightningDataModule):
         num_workers: DataLoader workers (0 = in the main process).
         cache: decode the folders into memory once.
         on_error: undecodable images are skipped (and reported) or fatal.
-        steps_per_epoch: draw this many batches per epoch (with replacement) instead of one pass
-            over ``max(n_real, n_sim)``; the LR schedule is per epoch, so this sets its pace.
+        steps_per_epoch: iterations per epoch (on every rank under DDP) instead of one pass over
+            ``max(n_real, n_sim)``; the LR schedule is per epoch, so this sets its pace.
         val_dir: a paired folder with actions for validation by action agreement, or None.
         paired_dir: a paired folder used in training by the paired policy loss, or None.
         val_size: use at most this many validation pairs.
-        seed: seeds the epoch sampler.
     """
 
     def __init__(
@@ -123,7 +142,6 @@ class TranslationDataModule(L.LightningDataModule):
         val_size: int | None = None,
         paired_dir: str | None = None,
         max_items: int | None = None,
-        seed: int = 0,
     ) -> None:
         super().__init__()
         self.root = Path(root) if root else None
@@ -142,7 +160,6 @@ class TranslationDataModule(L.LightningDataModule):
         self.val_size = val_size
         self.paired_dir = paired_dir
         self.max_items = max_items
-        self.seed = seed
         self.train_set: UnpairedImageDataset | None = None
         self.train_pairs: PairedValDataset | None = None
         self.val_set: PairedValDataset | None = None
@@ -203,23 +220,18 @@ class TranslationDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
         assert self.train_set is not None, "call setup('fit') first"
-        sampler = None
-        shuffle = True
-        if self.steps_per_epoch:
-            g = torch.Generator().manual_seed(self.seed)
-            sampler = RandomSampler(
-                self.train_set, replacement=True, num_samples=self.steps_per_epoch * self.batch_size,
-                generator=g,
-            )
-            shuffle = False
         dataset: Dataset[dict[str, torch.Tensor]] = self.train_set
         if self.train_pairs is not None:
             dataset = WithPairs(self.train_set, self.train_pairs)
+        if self.steps_per_epoch:
+            # iterations per epoch on every rank: under DDP the epoch holds world_size × as many items
+            trainer = getattr(self, "trainer", None)
+            world = int(getattr(trainer, "world_size", 1) or 1)
+            dataset = Resized(dataset, self.steps_per_epoch * self.batch_size * world)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
+            shuffle=True,
             num_workers=self.num_workers,
             drop_last=True,
             persistent_workers=self.num_workers > 0,

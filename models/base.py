@@ -234,6 +234,12 @@ class TranslatorModule(L.LightningModule):
         self.log("train/lr", first.param_groups[0]["lr"], on_step=True, on_epoch=False)
 
     def on_fit_start(self) -> None:
+        # Under DDP every rank keeps its own image pool and patch sampler; offset their seeds by
+        # the rank so the ranks do not draw identical positions and swap decisions.
+        rank = int(getattr(self.trainer, "global_rank", 0))
+        if rank:
+            for gen in self.rank_generators():
+                gen.manual_seed(int(gen.initial_seed()) + 1000 * rank)
         precision = str(getattr(self.trainer, "precision", "32"))
         if precision.startswith("16"):
             raise ValueError(
@@ -388,6 +394,10 @@ class TranslatorModule(L.LightningModule):
         exp.add_image(tag, grid, self.global_step)
 
     # -- checkpoint state ---------------------------------------------------------------------
+    def rank_generators(self) -> list[torch.Generator]:
+        """The module's own random generators (pools, patch sampling); override to list them."""
+        return []
+
     def extra_state(self) -> dict[str, Any]:
         """State beyond parameters and optimisers (image pools, samplers); override to extend."""
         return {}

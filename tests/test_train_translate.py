@@ -162,3 +162,38 @@ def test_sigkill_and_resume_reaches_same_step_count(tiny_unpaired: Path, tmp_pat
     assert 10 <= killed_at < 40
     subprocess.run([*args, "ckpt_path=last"], cwd=REPO, check=True, capture_output=True, timeout=600)
     assert load_checkpoint(ckpt)["global_step"] == 40
+
+
+def _tb_scalars(run_dir: Path, tag: str) -> list[float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    vals: list[float] = []
+    for f in sorted((run_dir / "tb").glob("events.out.tfevents.*")):
+        ea = EventAccumulator(str(f))
+        ea.Reload()
+        if tag in ea.Tags()["scalars"]:
+            vals += [e.value for e in ea.Scalars(tag)]
+    return vals
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["cut", "cyclegan"])
+def test_ddp_gloo_two_processes_match_single_process(tiny_unpaired: Path, tmp_path: Path, model: str) -> None:
+    """2 CPU processes (gloo) × batch 2 train like 1 process × batch 4 (same global batch)."""
+    steps = 60
+    base = [sys.executable, str(REPO / "train_translate.py"),
+            *tiny_train_overrides(model, tiny_unpaired, tmp_path, steps=steps),
+            "export.enabled=false", "data.steps_per_epoch=30", "trainer.log_every_n_steps=1"]
+    ddp = subprocess.run(
+        [*base, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "data.batch_size=2",
+         "run_name=ddp"], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = subprocess.run([*base, "data.batch_size=4", "run_name=single"], cwd=REPO,
+                            capture_output=True, text=True, timeout=900)
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.ckpt")["global_step"] == steps
+    a = _tb_scalars(tmp_path / "ddp", "train/loss_G")[-20:]
+    b = _tb_scalars(tmp_path / "single", "train/loss_G")[-20:]
+    assert len(a) == len(b) == 20
+    mean_a, mean_b = sum(a) / 20, sum(b) / 20
+    assert abs(mean_a - mean_b) / mean_b < 0.3, (mean_a, mean_b)

@@ -243,6 +243,9 @@ class CUTModule(TranslatorModule):
             losses.update(self.policy_consistency(batch["paired_sim"], fake, "paired", w.paired))
         return losses
 
+    def rank_generators(self) -> list[torch.Generator]:
+        return [self.patch_gen]
+
     def extra_state(self) -> dict[str, Any]:
         return {"patch_gen": self.patch_gen.get_state()}
 

@@ -195,6 +195,9 @@ class CycleGANModule(TranslatorModule):
             losses.update(self.policy_consistency(batch["paired_sim"], fake, "paired", w.paired))
         return losses
 
+    def rank_generators(self) -> list[torch.Generator]:
+        return [self.fake_A_pool.generator, self.fake_B_pool.generator]
+
     def extra_state(self) -> dict[str, Any]:
         return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict()}
 
