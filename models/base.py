@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Iterable, Mapping
@@ -172,9 +173,11 @@ class TranslatorModule(L.LightningModule):
         self.policy_cfg = dict(policy) if policy and policy.get("path") else None
         self.policy_weights = PolicyLossWeights(**(policy_losses or {}))
         if self.policy_weights.any() and self.policy_cfg is None:
+            on = {k: v for k, v in dataclasses.asdict(self.policy_weights).items() if v}
             raise ValueError(
-                "model.policy_losses has non-zero weights but no frozen policy is configured "
-                "(set policy.path, or policy=jetbot_synth)"
+                f"model.policy_losses has non-zero weights {on} but no frozen policy is configured: "
+                "set policy.path (or policy=jetbot_synth), or switch them off with "
+                + " ".join(f"model.policy_losses.{k}=0" for k in on)
             )
         self.val_dead_zone = val_dead_zone
         self._frozen_policy: TorchPolicy | None = None

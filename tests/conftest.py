@@ -69,6 +69,7 @@ def tiny_train_overrides(model: str, data_root: Path, runs_dir: Path, steps: int
         "trainer.enable_progress_bar=false", "callbacks.last_checkpoint.every_n_train_steps=2",
         "data.steps_per_epoch=4", "model.n_epochs=1", "model.n_epochs_decay=1",
         "model.log_images_every_n_steps=2", "evaluate.enabled=false",
+        "model.policy_losses.cycle=0", "model.policy_losses.sim_identity=0",
     ]
     if model in ("cut", "fastcut"):
         ov.append("model.num_patches=16")

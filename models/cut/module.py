@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -83,8 +84,9 @@ class CUTModule(TranslatorModule):
         self.flip_equivariance = flip_equivariance
         self.patch_gen = torch.Generator().manual_seed(3)
         if self.policy_weights.cycle > 0:
-            raise ValueError("model.policy_losses.cycle needs a cycle (CycleGAN); CUT/FastCUT have "
-                             "none: use policy_losses.sim_identity and/or paired")
+            # a recipe may set it for every model; CUT has no cycle to apply it to
+            warnings.warn("model.policy_losses.cycle has no effect on CUT/FastCUT (they have no "
+                          "cycle); sim_identity and paired apply", stacklevel=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate real frames to the sim look. (N, 3, H, W) in [-1, 1] → same shape."""
