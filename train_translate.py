@@ -171,7 +171,7 @@ def _best_path(callbacks: list[Any]) -> str | None:
     return None
 
 
-def _evaluate_after_training(cfg: DictConfig, datamodule: Any, onnx_path: str) -> dict[str, Any]:
+def _evaluate_after_training(cfg: DictConfig, datamodule: Any, onnx_path: str) -> dict[str, Any] | None:
     from eval_policy_on_translated import evaluate_after_training
 
     return evaluate_after_training(cfg, onnx_path)

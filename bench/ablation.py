@@ -16,16 +16,30 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-#: The issue-6 ablation: each model with and without its policy-consistency losses.
+#: Policy losses off: every config states its own, so a recipe's defaults (cpu_demo turns the
+#: policy losses on) do not leak into the "without" rows.
+_OFF = ["model.policy_losses.cycle=0", "model.policy_losses.sim_identity=0"]
+#: The edge generator preset, stated in full so a recipe's generator size does not override it.
+_EDGE = ["generator=edge", "model.generator.ngf=24", "model.generator.n_blocks=9"]
+
+#: The issue-6 ablation: each model with and without its policy-consistency losses, plus the
+#: robot-sized edge generator with the winning recipe.
 ABLATION: dict[str, list[str]] = {
-    "cut": ["model=cut"],
-    "cut+policy": ["model=cut", "model.policy_losses.sim_identity=1.0"],
-    "fastcut": ["model=fastcut"],
-    "fastcut+policy": ["model=fastcut", "model.policy_losses.sim_identity=1.0"],
-    "cyclegan": ["model=cyclegan"],
-    "cyclegan+policy": ["model=cyclegan", "model.policy_losses.cycle=1.0",
-                        "model.policy_losses.sim_identity=1.0"],
+    "cut": ["model=cut", *_OFF],
+    "cut+policy": ["model=cut", *_OFF, "model.policy_losses.sim_identity=2.0"],
+    "fastcut": ["model=fastcut", *_OFF],
+    "fastcut+policy": ["model=fastcut", *_OFF, "model.policy_losses.sim_identity=2.0"],
+    "cyclegan": ["model=cyclegan", *_OFF],
+    "cyclegan+policy": ["model=cyclegan", "model.policy_losses.cycle=5.0",
+                        "model.policy_losses.sim_identity=2.0"],
+    "cyclegan+policy edge": ["model=cyclegan", *_EDGE, "model.policy_losses.cycle=5.0",
+                             "model.policy_losses.sim_identity=2.0"],
 }
+
+
+def _slug(name: str) -> str:
+    """Run-folder name of an ablation config (``cyclegan+policy edge`` → ``cyclegan_policy_edge``)."""
+    return name.replace("+", "_").replace(" ", "_")
 
 
 def _val_curve(run_dir: Path) -> list[tuple[int, float, float]]:
@@ -95,13 +109,22 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[var] = str(args.threads)
     running: list[tuple[subprocess.Popen[bytes], str, int, float]] = []
     results: list[dict[str, Any]] = []
     t_all = time.time()
 
+    def save() -> None:
+        """Write what has finished so far (a killed ablation keeps its finished runs)."""
+        tmp = args.out / "ablation.json.tmp"
+        tmp.write_text(json.dumps(
+            {"machine": f"{platform.node()} {platform.processor()}", "common": args.common,
+             "results": results, "minutes": (time.time() - t_all) / 60}, indent=1, default=str))
+        os.replace(tmp, args.out / "ablation.json")
+
     def launch(name: str, seed: int, overrides: list[str]) -> None:
-        run_name = f"{name.replace('+', '_')}_s{seed}"
+        run_name = f"{_slug(name)}_s{seed}"
         cmd = [sys.executable, str(REPO / "train_translate.py"), *args.common, *overrides,
                f"seed={seed}", f"run_name={run_name}",
                f"paths.runs_dir={args.out}", "trainer.enable_progress_bar=false"]
@@ -116,13 +139,17 @@ def main(argv: list[str] | None = None) -> int:
                 if proc.poll() is None:
                     continue
                 running.remove(item)
-                run_dir = args.out / f"{name.replace('+', '_')}_s{seed}"
+                run_dir = args.out / f"{_slug(name)}_s{seed}"
                 stage = _translated_row(run_dir / "eval" / "metrics.json")
                 results.append({"config": name, "seed": seed, "returncode": proc.returncode,
                                 "minutes": (time.time() - t0) / 60, "stage": stage,
                                 "val_curve": _val_curve(run_dir)})
+                gap = _headline(stage, "gap_closed")[0] if stage else None
+                turn = _headline(stage, "turn_agreement")[0] if stage else None
                 print(f"[ablation] {name} seed {seed}: exit {proc.returncode} after "
-                      f"{(time.time() - t0) / 60:.1f} min", flush=True)
+                      f"{(time.time() - t0) / 60:.1f} min; test gap closed {gap}, "
+                      f"turn agreement {turn}", flush=True)
+                save()
             if not block:
                 return
             time.sleep(2)
@@ -133,12 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(2)
         launch(*job)
     reap(block=True)
-    (args.out / "ablation.json").write_text(json.dumps(
-        {"machine": f"{platform.node()} {platform.processor()}", "common": args.common,
-         "results": results, "minutes": (time.time() - t_all) / 60}, indent=1, default=str))
+    save()
 
     print(f"\nAblation on jetbot_synth (test split) — common: {' '.join(args.common)}")
-    print(f"{'config':18} {'seeds':>5} {'gap closed (per seed)':>34} {'turn agreement (per seed)':>34}")
+    print(f"{'config':22} {'seeds':>5} {'gap closed (per seed)':>34} {'turn agreement (per seed)':>34}")
     by: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         by.setdefault(r["config"], []).append(r)
@@ -153,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         t = [x for x in turns if isinstance(x, (int, float))]
         gs = f"{statistics.mean(g):+.3f} ({', '.join(f'{x:+.2f}' for x in g)})" if g else "-"
         ts = f"{statistics.mean(t):.3f} ({', '.join(f'{x:.2f}' for x in t)})" if t else "-"
-        print(f"{name:18} {len(rows):>5} {gs:>34} {ts:>34}")
+        print(f"{name:22} {len(rows):>5} {gs:>34} {ts:>34}")
     return 0
 
 
