@@ -80,8 +80,8 @@ def checkpoint_kind(ckpt: Mapping[str, Any], path: str | os.PathLike[str] = "che
 def load_lightning_generator(path: str | os.PathLike[str]) -> tuple[nn.Module, str, dict[str, Any]]:
     """Rebuild the real→sim generator from a Lightning checkpoint of CUTModule / CycleGANModule.
 
-    The module is built from the saved hyper-parameters (a frozen policy, if any, is left out:
-    export needs only the generator) and the generator's weights are loaded ``strict=True``
+    The module is built from the saved hyper-parameters (a frozen policy and its loss weights, if
+    any, are left out: export needs only the generator) and the generator's weights are loaded ``strict=True``
     from the weights-only ``state_dict``.
 
     Args:
@@ -100,7 +100,7 @@ def load_lightning_generator(path: str | os.PathLike[str]) -> tuple[nn.Module, s
     ckpt = load_checkpoint(path)
     kind = checkpoint_kind(ckpt, path)
     hparams = {k: v for k, v in dict(ckpt.get("hyper_parameters") or {}).items()
-               if k not in ("_target_", "policy")}
+               if k not in ("_target_", "policy", "policy_losses")}
     if kind == "cut":
         from models.cut.module import CUTModule
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -22,8 +23,9 @@ _OFF = ["model.policy_losses.cycle=0", "model.policy_losses.sim_identity=0"]
 #: The edge generator preset, stated in full so a recipe's generator size does not override it.
 _EDGE = ["generator=edge", "model.generator.ngf=24", "model.generator.n_blocks=9"]
 
-#: The issue-6 ablation: each model with and without its policy-consistency losses, plus the
-#: robot-sized edge generator with the winning recipe.
+#: The issue-6 ablation: each model with and without its policy-consistency losses (the recipe's
+#: small generator), then the winning recipe with the official full-size generator (ResNet-9,
+#: ngf 64) and with the robot-sized edge generator (issue 5: edge keeps >= 90 % of full's gap).
 ABLATION: dict[str, list[str]] = {
     "cut": ["model=cut", *_OFF],
     "cut+policy": ["model=cut", *_OFF, "model.policy_losses.sim_identity=2.0"],
@@ -32,6 +34,9 @@ ABLATION: dict[str, list[str]] = {
     "cyclegan": ["model=cyclegan", *_OFF],
     "cyclegan+policy": ["model=cyclegan", "model.policy_losses.cycle=5.0",
                         "model.policy_losses.sim_identity=2.0"],
+    "cyclegan+policy full": ["model=cyclegan", "generator=resnet9", "model.generator.ngf=64",
+                             "model.generator.n_blocks=9", "model.policy_losses.cycle=5.0",
+                             "model.policy_losses.sim_identity=2.0"],
     "cyclegan+policy edge": ["model=cyclegan", *_EDGE, "model.policy_losses.cycle=5.0",
                              "model.policy_losses.sim_identity=2.0"],
 }
@@ -88,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parallel", type=int, default=1, help="runs at a time")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "ablation")
     ap.add_argument("--threads", type=int, default=None, help="OMP/torch threads per run")
+    ap.add_argument("--eval-device", default=None,
+                    help="score each run's best checkpoint with eval_policy_on_translated.py on this "
+                         "torch device (e.g. cuda) instead of the exported ONNX on the CPU")
     args = ap.parse_args(argv)
 
     # data and the frozen policy once, before the runs race for them
@@ -128,6 +136,18 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, str(REPO / "train_translate.py"), *args.common, *overrides,
                f"seed={seed}", f"run_name={run_name}",
                f"paths.runs_dir={args.out}", "trainer.enable_progress_bar=false"]
+        if args.eval_device:
+            run_dir = args.out / run_name
+            ev = [sys.executable, str(REPO / "eval_policy_on_translated.py"),
+                  'translator="$ck"', f"device={args.eval_device}", f"out_dir={run_dir / 'eval'}",
+                  f"data={root / 'test'}", f"policy={root / 'policy' / 'policy.onnx'}",
+                  f"threads={args.threads or 'auto'}", "progress=false", "synth.build_if_missing=false",
+                  "build_policy_if_missing=false"]
+            script = (f"{shlex.join([*cmd, 'evaluate.enabled=false'])} && "
+                      f"ck={shlex.quote(str(run_dir / 'checkpoints' / 'best.ckpt'))} && "
+                      f"{{ [ -f \"$ck\" ] || ck={shlex.quote(str(run_dir / 'checkpoints' / 'last.ckpt'))}; }} && "
+                      + " ".join(a if a.startswith("translator=") else shlex.quote(a) for a in ev))
+            cmd = ["bash", "-c", script]
         log = open(args.out / f"{run_name}.log", "wb")  # noqa: SIM115 - closed with the process
         running.append((subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT),
                         name, seed, time.time()))

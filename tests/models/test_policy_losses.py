@@ -116,6 +116,14 @@ def test_best_checkpoint_selected_by_validation_and_exported(
     assert out["export"]["metadata"]["checkpoint"].endswith("best.ckpt")
     last = load_checkpoint(Path(out["run_dir"]) / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 8
+    # a policy-aware checkpoint is a translator without its policy (eval / export of the .ckpt)
+    from export_translator import load_lightning_generator
+
+    generator, name, _ = load_lightning_generator(best)
+    assert name == "cyclegan"
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert generator(x).shape == x.shape
 
 
 def test_paired_policy_term_trains(compose_cfg: Any, tiny_synth: Path, tmp_path: Path) -> None:
