@@ -8,7 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import albumentations as A
+# albumentations asks PyPI for a newer version on import: no network calls at run time
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import albumentations as A  # noqa: E402
 import numpy as np
 import torch
 from torch.utils.data import Dataset

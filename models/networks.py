@@ -559,8 +559,10 @@ class NLayerDiscriminator(nn.Module):
 
 
 def _l2_normalize(x: Tensor) -> Tensor:
-    # The official Normalize: x / (||x|| + 1e-7), not F.normalize's max(||x||, eps).
-    return x / (x.pow(2).sum(-1, keepdim=True).sqrt() + 1e-7)
+    # The official Normalize: x / (||x|| + 1e-7), not F.normalize's max(||x||, eps). The 1e-30
+    # under the root changes no value a float32 can tell apart but keeps the gradient finite for
+    # an all-zero feature vector (the official sqrt(0) backward gives inf * 0 = NaN there).
+    return x / (x.pow(2).sum(-1, keepdim=True).add(1e-30).sqrt() + 1e-7)
 
 
 class PatchSampleF(nn.Module):

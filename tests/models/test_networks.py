@@ -294,6 +294,19 @@ def test_patch_sample_same_positions_for_every_image():
         assert torch.allclose(o, expected, atol=1e-6)
 
 
+def test_patch_sample_zero_feature_vector_has_finite_gradient():
+    # a flat image region can make a whole feature vector exactly zero (ReLU, zero bias); the
+    # official sqrt(0) backward is NaN there and stops a run
+    feats = [torch.zeros(1, 3, 4, 4, requires_grad=True), torch.randn(1, 16, 4, 4)]
+    for use_mlp in (False, True):
+        f = PatchSampleF([3, 16], nc=8, use_mlp=use_mlp)
+        out, _ = f(feats, num_patches=16)
+        (out[0].sum() + out[1].sum()).backward()
+        assert feats[0].grad is not None and torch.isfinite(feats[0].grad).all()
+        assert all(torch.isfinite(p.grad).all() for p in f.parameters() if p.grad is not None)
+        feats[0].grad = None
+
+
 def test_patch_sample_deterministic_with_generator_and_reusable_ids():
     feats = _feats(2, torch.Generator().manual_seed(0))
     f = PatchSampleF([3, 16, 32], nc=8)
