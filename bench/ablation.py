@@ -83,6 +83,51 @@ def _headline(stage: dict[str, Any], key: str) -> tuple[float | None, list[float
     return node, None
 
 
+def _fmt_ci(value: Any, ci: Any, pct: bool = True) -> str:
+    if not isinstance(value, (int, float)):
+        return "failed"
+    k = 100.0 if pct else 1.0
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
+        return f"{value * k:.1f} [{ci[0] * k:.1f}, {ci[1] * k:.1f}]"
+    return f"{value * k:.1f}"
+
+
+def markdown_table(results: list[dict[str, Any]], order: list[str] | None = None) -> str:
+    """The README table of an ablation: one row per config, mean over seeds, then each seed.
+
+    Args:
+        results: ``ablation.json``'s ``results`` (config, seed, stage, val_curve, ...).
+        order: config names in display order (default: first appearance).
+
+    Returns:
+        A Markdown table: gap closed and turn agreement in % (mean over seeds; per seed with the
+        run's 95 % bootstrap interval over test frames) and the training iterations reached.
+    """
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by.setdefault(r["config"], []).append(r)
+    lines = ["| config | seeds | gap closed % (mean) | per seed [95 % CI] | turn agreement % (mean) "
+             "| per seed [95 % CI] | iterations |",
+             "|---|---|---|---|---|---|---|"]
+    for name in order or list(by):
+        rows = sorted(by.get(name, []), key=lambda r: r["seed"])
+        gaps, turns, steps = [], [], []
+        for r in rows:
+            st = r.get("stage") or {}
+            gaps.append(_headline(st, "gap_closed") if st else (None, None))
+            turns.append(_headline(st, "turn_agreement") if st else (None, None))
+            curve = r.get("val_curve") or []
+            steps.append(str(curve[-1][0]) if curve else "?")
+        g = [v for v, _ in gaps if isinstance(v, (int, float))]
+        t = [v for v, _ in turns if isinstance(v, (int, float))]
+        gm = f"{100 * statistics.mean(g):+.1f}" if g else "-"
+        tm = f"{100 * statistics.mean(t):.1f}" if t else "-"
+        lines.append(f"| {name} | {len(rows)} | {gm} | "
+                     f"{'; '.join(_fmt_ci(v, c) for v, c in gaps)} | {tm} | "
+                     f"{'; '.join(_fmt_ci(v, c) for v, c in turns)} | {', '.join(steps)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--configs", nargs="+", default=list(ABLATION),
@@ -93,10 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parallel", type=int, default=1, help="runs at a time")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "ablation")
     ap.add_argument("--threads", type=int, default=None, help="OMP/torch threads per run")
+    ap.add_argument("--table", type=Path, default=None,
+                    help="only print the Markdown table of a saved ablation.json")
     ap.add_argument("--eval-device", default=None,
                     help="score each run's best checkpoint with eval_policy_on_translated.py on this "
                          "torch device (e.g. cuda) instead of the exported ONNX on the CPU")
     args = ap.parse_args(argv)
+    if args.table:
+        saved = json.loads(args.table.read_text())
+        print(f"common: {' '.join(saved.get('common', []))}; machine: {saved.get('machine')}")
+        print(markdown_table(saved["results"]))
+        return 0
 
     # data and the frozen policy once, before the runs race for them
     from datasets.jetbot_synth.generate import ensure_dataset
@@ -105,15 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     root = ensure_dataset(REPO / "data" / "jetbot_synth_128px_seed0", size=128, seed=0)
     ensure_policy(root)
 
-    jobs: list[tuple[str, int, list[str]]] = []
+    configs: list[tuple[str, list[str]]] = []
     for name in args.configs:
         if ":" in name:
             name, spec = name.split(":", 1)
-            overrides = [o for o in spec.split(",") if o]
+            configs.append((name, [o for o in spec.split(",") if o]))
+        elif name in ABLATION:
+            configs.append((name, ABLATION[name]))
         else:
-            overrides = ABLATION[name]
-        for seed in args.seeds:
-            jobs.append((name, seed, overrides))
+            ap.error(f"unknown config {name!r}; choose from {', '.join(ABLATION)} or NAME:overrides")
+    # seed-major: an ablation cut short still has every config at its first seeds
+    jobs = [(name, seed, overrides) for seed in args.seeds for name, overrides in configs]
     args.out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if args.threads:
@@ -183,22 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     save()
 
     print(f"\nAblation on jetbot_synth (test split) — common: {' '.join(args.common)}")
-    print(f"{'config':22} {'seeds':>5} {'gap closed (per seed)':>34} {'turn agreement (per seed)':>34}")
-    by: dict[str, list[dict[str, Any]]] = {}
-    for r in results:
-        by.setdefault(r["config"], []).append(r)
-    for name in dict.fromkeys(j[0] for j in jobs):
-        rows = sorted(by.get(name, []), key=lambda r: r["seed"])
-        gaps, turns = [], []
-        for r in rows:
-            if r["stage"]:
-                gaps.append(_headline(r["stage"], "gap_closed")[0])
-                turns.append(_headline(r["stage"], "turn_agreement")[0])
-        g = [x for x in gaps if isinstance(x, (int, float))]
-        t = [x for x in turns if isinstance(x, (int, float))]
-        gs = f"{statistics.mean(g):+.3f} ({', '.join(f'{x:+.2f}' for x in g)})" if g else "-"
-        ts = f"{statistics.mean(t):.3f} ({', '.join(f'{x:.2f}' for x in t)})" if t else "-"
-        print(f"{name:22} {len(rows):>5} {gs:>34} {ts:>34}")
+    print(markdown_table(results, [c[0] for c in configs]))
     return 0
 
 

@@ -150,6 +150,9 @@ class UnpairedImageDataset(Dataset[dict[str, torch.Tensor]]):
         j = int(torch.randint(len(self.sim_paths), (1,)).item())
         sim = self._get("sim", j)
         if self.transform is not None:
+            # albumentations keeps its own RNG, which seed_everything does not reach: seed it per
+            # item from torch's RNG (seeded by the run's seed, and per worker by the DataLoader)
+            self.transform.set_random_seed(int(torch.randint(2**31 - 1, (1,)).item()))
             real = self.transform(image=real)["image"]
             sim = self.transform(image=sim)["image"]
         return {"real": to_tensor(real), "sim": to_tensor(sim)}

@@ -82,6 +82,23 @@ def test_fast_dev_run_each_model(compose_cfg: Any, model: str, tiny_unpaired: Pa
     assert list((run / "tb").glob("events.out.tfevents.*")), "TensorBoard logs written"
 
 
+@pytest.mark.parametrize("model", ["cyclegan", "cut"])
+def test_same_seed_same_weights_on_cpu(compose_cfg: Any, model: str, tiny_unpaired: Path, tmp_path: Path) -> None:
+    """CPU training is deterministic by seed (crops, flips, pools, PatchNCE positions, init)."""
+    from train_translate import train
+
+    states = []
+    for run in ("a", "b", "c"):
+        seed = 1 if run == "c" else 0
+        ov = tiny_train_overrides(model, tiny_unpaired, tmp_path / run, steps=3)
+        out = train(compose_cfg("train", [*ov, "export.enabled=false", f"seed={seed}"]))
+        states.append(load_checkpoint(Path(out["run_dir"]) / "checkpoints" / "last.ckpt")["state_dict"])
+    a, b, c = states
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
 def test_crash_and_resume_restores_schedule_pool_and_step(
     compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
