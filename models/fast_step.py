@@ -28,6 +28,9 @@ class FastStepConfig:
         cudnn_benchmark: let cuDNN pick the fastest algorithms for the fixed shapes.
         compile: ``torch.compile`` the networks (Inductor fuses norms, activations and padding
             into fewer kernels; compiled once during the warm-up, before the graph capture).
+        ddp: data-parallel over the initialised ``torch.distributed`` group: before each
+            optimiser step the gradients of its networks are averaged across ranks in one flat
+            all-reduce (NCCL on GPUs, captured into the CUDA graph; gloo on CPUs), as DDP does.
     """
 
     bf16: bool = True
@@ -37,11 +40,12 @@ class FastStepConfig:
     batched_generators: bool = True
     cudnn_benchmark: bool = True
     compile: bool = False
+    ddp: bool = False
 
     @classmethod
     def plain(cls) -> FastStepConfig:
         """A plain fp32 eager step, as the official code runs (the baseline)."""
-        return cls(False, False, False, False, False, False, False)
+        return cls(False, False, False, False, False, False, False, False)
 
 
 class TrainStep:
@@ -94,6 +98,18 @@ class TrainStep:
                 net.compile(dynamic=False)  # in place: parameter names and state_dict unchanged
         use_graph = config.cuda_graph and self.device.type == "cuda"
         self.use_graph = use_graph
+        self.world_size = 1
+        if config.ddp:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                raise RuntimeError("FastStepConfig(ddp=True) needs torch.distributed initialised "
+                                   "(run under torchrun and call init_process_group first)")
+            self.world_size = dist.get_world_size()
+            # the same initial weights on every rank, as DDP's constructor broadcasts them
+            with torch.no_grad():
+                for t in [*module.parameters(), *module.buffers()]:
+                    dist.broadcast(t.data, src=0)
 
         def adam(params: Any) -> torch.optim.Adam:
             kw: dict[str, Any] = {"lr": module.lr, "betas": module.betas}
@@ -148,6 +164,23 @@ class TrainStep:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16,
                               cache_enabled=False)
 
+    def _sync_grads(self, *opt_indices: int) -> None:
+        """Average the gradients of these optimisers' parameters across ranks (one all-reduce)."""
+        if self.world_size == 1:
+            return
+        import torch.distributed as dist
+        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+        grads = [p.grad for i in opt_indices for group in self.opts[i].param_groups
+                 for p in group["params"] if p.grad is not None]
+        if not grads:
+            return
+        flat = _flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat.div_(self.world_size)
+        for g, avg in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
+            g.copy_(avg)
+
     def _zero(self) -> None:
         for o in self.opts:
             o.zero_grad(set_to_none=True)
@@ -167,6 +200,7 @@ class TrainStep:
             m.set_requires_grad([m.netD], True)
             d = m.discriminator_losses(self.real_B, fake_B)
         d["loss_D"].float().backward()
+        self._sync_grads(1)
         opt_D.step()
         m.set_requires_grad([m.netD], False)
         with self._autocast():
@@ -178,6 +212,7 @@ class TrainStep:
                 total = (nce + nce_y) * 0.5
             loss_G = loss_gan + total
         loss_G.float().backward()
+        self._sync_grads(0, 2)
         opt_G.step()
         opt_F.step()
         return {"loss_G": loss_G.detach(), "loss_NCE": nce.detach(), "loss_D": d["loss_D"].detach()}
@@ -190,6 +225,7 @@ class TrainStep:
             out = m.generator_forward(self.real_A, self.real_B)
             losses = m.generator_losses(self.real_A, self.real_B, out)
         losses["loss_G"].float().backward()
+        self._sync_grads(0)
         self.opts[0].step()
         self._fakes = {"A": out.fake_A.detach(), "B": out.fake_B.detach()}
         return {"loss_G": losses["loss_G"].detach()}
@@ -201,6 +237,7 @@ class TrainStep:
         with self._autocast():
             d = m.discriminator_losses(self.real_A, self.real_B, self.pooled_A, self.pooled_B)
         d["loss_D"].float().backward()
+        self._sync_grads(1)
         self.opts[1].step()
         return {"loss_D": d["loss_D"].detach()}
 
