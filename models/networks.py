@@ -28,11 +28,11 @@ ModuleT = TypeVar("ModuleT", bound=nn.Module)
 _PADDING_TYPES = ("reflect", "replicate", "zero")
 _INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
 
-#: The edge generator for Jetson-class robots (issue "On the robot"): 2.39 GMAC at 224x224
-#: (CycleGAN's default generator: 37.9). ngf 32 halves every channel count (4x fewer MACs in the
-#: dense convs); depthwise-separable residual blocks (as GAN Compression's mobile generator) cut
-#: the blocks, which hold 88 % of the default's MACs, by another ~8x; plain strided / transposed
-#: convs because CUT's blur-pool path runs its convs at full resolution (+2.8 GMAC at ngf 32).
+#: The edge generator for Jetson-class robots (issue "On the robot"): 0.63 GMAC at 224x224
+#: (CycleGAN's default generator: 37.9). A 2x2 space-to-depth runs the network at half resolution;
+#: ngf 24; depthwise-separable residual blocks (as GAN Compression's mobile generator) cut the
+#: blocks, which hold 88 % of the default's MACs; plain strided / transposed convs because CUT's
+#: blur-pool path runs its convs at full resolution.
 EDGE_GENERATOR_PRESET: dict[str, Any] = {
     "ngf": 24,
     "n_blocks": 9,
@@ -49,7 +49,7 @@ def edge_generator_kwargs() -> dict[str, Any]:
     Returns:
         ``{"ngf": 24, "n_blocks": 9, "separable": True, "space_to_depth": 2, "antialias": False,
         "antialias_up": False}``: 0.63 GMAC and 0.32 M parameters at 224x224 (the network runs
-        at 112x112 on 2x2 pixel blocks; 27 ms in onnxruntime on 2 CPU cores), works for CycleGAN
+        at 112x112 on 2x2 pixel blocks; 29 ms in onnxruntime on 2 CPU cores), works for CycleGAN
         and CUT (CUT's ``layers``/``encode_only`` feature extraction included) and exports to ONNX.
 
     Example:
