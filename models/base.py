@@ -236,13 +236,19 @@ class TranslatorModule(L.LightningModule):
         first = opt[0] if isinstance(opt, list) else opt
         self.log("train/lr", first.param_groups[0]["lr"], on_step=True, on_epoch=False)
 
-    def on_fit_start(self) -> None:
-        # Under DDP every rank keeps its own image pool and patch sampler; offset their seeds by
-        # the rank so the ranks do not draw identical positions and swap decisions.
+    def setup(self, stage: str) -> None:
+        """Offset the module's generators by the DDP rank (``setup`` runs before a resume restores them).
+
+        Under DDP every rank keeps its own image pool and patch sampler; without the offset the
+        ranks would draw identical positions and swap decisions. Doing it here rather than in
+        ``on_fit_start`` keeps a resumed run's restored generator states.
+        """
         rank = int(getattr(self.trainer, "global_rank", 0))
-        if rank:
+        if stage == "fit" and rank:
             for gen in self.rank_generators():
                 gen.manual_seed(int(gen.initial_seed()) + 1000 * rank)
+
+    def on_fit_start(self) -> None:
         precision = str(getattr(self.trainer, "precision", "32"))
         if precision.startswith("16"):
             raise ValueError(
