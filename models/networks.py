@@ -565,6 +565,29 @@ def _l2_normalize(x: Tensor) -> Tensor:
     return x / (x.pow(2).sum(-1, keepdim=True).add(1e-30).sqrt() + 1e-7)
 
 
+class _GradInInputLayout(torch.autograd.Function):
+    """Identity whose backward hands the gradient on in the input's memory layout.
+
+    :class:`PatchSampleF` reads feature maps through ``permute(0, 2, 3, 1)``, so the gradient that
+    flows back into the generator is NHWC-strided. At batch size 1 (where such a tensor also
+    counts as channels_last) torch's CPU ``InstanceNorm2d`` backward returns wrong input gradients
+    for an NCHW input with that gradient (relative error ~1.4 in torch 2.14; batch size 2 and
+    contiguous gradients are right): CUT's PatchNCE gradient into the generator was wrong at
+    batch 1 on the CPU. Copying the gradient into the input's layout avoids that path.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        ctx.channels_last = (x.dim() == 4 and not x.is_contiguous()
+                             and x.is_contiguous(memory_format=torch.channels_last))
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        fmt = torch.channels_last if ctx.channels_last else torch.contiguous_format
+        return grad.contiguous(memory_format=fmt)
+
+
 class PatchSampleF(nn.Module):
     """CUT's patch sampler + projection head (``netF = mlp_sample``), built at construction.
 
@@ -635,7 +658,8 @@ class PatchSampleF(nn.Module):
                     f"feats[{i}] must have shape (B, {c}, H, W), got {tuple(feat.shape)}"
                 )
             b, _, h, w = feat.shape
-            flat = feat.permute(0, 2, 3, 1).flatten(1, 2)  # (B, H*W, C)
+            # (B, H*W, C); the gradient goes back in feat's own layout (see _GradInInputLayout)
+            flat = _GradInInputLayout.apply(feat).permute(0, 2, 3, 1).flatten(1, 2)
             if num_patches > 0:
                 if patch_ids is not None:
                     ids = patch_ids[i].to(feat.device)

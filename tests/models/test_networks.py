@@ -403,3 +403,28 @@ def test_edge_generator_onnx_export_matches_onnxruntime(tmp_path):
         expected = g(x2).numpy()
     assert got.shape == (2, 3, 64, 64)
     assert abs(got - expected).max() <= 1e-4
+
+
+def test_patchnce_gradient_into_the_generator_is_per_image() -> None:
+    """CUT's PatchNCE gradient of a batch of 2 is the mean of its 2 per-image gradients.
+
+    Regression test: PatchSampleF's permute made the gradient reaching the generator NHWC-strided,
+    and torch's CPU InstanceNorm backward gets that wrong at batch size 1 (relative error ~1).
+    """
+    from models.cut.module import CUTModule
+
+    torch.manual_seed(0)
+    m = CUTModule(generator={"ngf": 4, "n_blocks": 1}, discriminator={"ndf": 4}, num_patches=2048)
+    g = torch.Generator().manual_seed(0)
+    src, tgt = (torch.rand(2, 3, 32, 32, generator=g) * 2 - 1 for _ in range(2))
+
+    def grad(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = t.clone().requires_grad_(True)
+        m.nce_loss(s, t).backward()
+        assert t.grad is not None
+        return t.grad
+
+    both = grad(src, tgt)
+    apart = torch.cat([grad(src[:1], tgt[:1]), grad(src[1:], tgt[1:])]) / 2
+    # (float32 conv kernels differ slightly by batch size; the bug gave a relative error of ~1)
+    assert float((both - apart).norm() / both.norm()) < 1e-3
