@@ -18,6 +18,7 @@ from models.networks import NLayerDiscriminator, ResnetGenerator, init_weights
 from translate.torch_policy import TorchPolicy, load_torch_policy
 
 __all__ = [
+    "DistillConfig",
     "NonFiniteLossError",
     "PolicyLossWeights",
     "TranslatorModule",
@@ -52,6 +53,32 @@ class PolicyLossWeights:
     def any(self) -> bool:
         """True when some loss term is on."""
         return max(self.cycle, self.sim_identity, self.paired) > 0
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation from a trained translator (``model.distill``), e.g. full → edge generator.
+
+    The teacher's real→sim generator is loaded from a ``train_translate.py`` checkpoint (CycleGAN,
+    CUT or FastCUT; weights only), frozen, and run on the same real frames as the student; its
+    output is a per-pixel target (GAN Compression's distillation for compressed CycleGAN/CUT
+    generators), on top of the model's own losses.
+
+    Attributes:
+        teacher: path of the teacher's ``.ckpt``; None or "" = off.
+        pixel: λ × L1(G(x_real), teacher(x_real)) on [-1, 1] images (``loss_distill``).
+        policy: λ × |π(G(x_real)) − π(teacher(x_real))| on the frozen policy's clamped mu
+            (``loss_policy_distill``; needs the policy).
+    """
+
+    teacher: str | None = None
+    pixel: float = 10.0
+    policy: float = 0.0
+
+    @property
+    def on(self) -> bool:
+        """True when a teacher is set and some weight is non-zero."""
+        return bool(self.teacher) and max(self.pixel, self.policy) > 0
 
 
 def _turn_direction(actions: torch.Tensor, dead_zone: float) -> torch.Tensor:
@@ -161,6 +188,7 @@ class TranslatorModule(L.LightningModule):
         policy: Mapping[str, Any] | None = None,
         policy_losses: Mapping[str, Any] | None = None,
         val_dead_zone: float = 0.05,
+        distill: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.lr = lr
@@ -180,6 +208,13 @@ class TranslatorModule(L.LightningModule):
                 + " ".join(f"model.policy_losses.{k}=0" for k in on)
             )
         self.val_dead_zone = val_dead_zone
+        self.distill_cfg = DistillConfig(**(distill or {}))
+        if self.distill_cfg.on and self.distill_cfg.policy > 0 and self.policy_cfg is None:
+            raise ValueError(
+                "model.distill.policy > 0 needs the frozen policy: set policy.path (or "
+                "policy=jetbot_synth), or model.distill.policy=0"
+            )
+        self._teacher: nn.Module | None = None
         self._frozen_policy: TorchPolicy | None = None
         self._val_outputs: list[dict[str, torch.Tensor]] = []
         self._val_baseline: dict[str, float] | None = None
@@ -236,17 +271,29 @@ class TranslatorModule(L.LightningModule):
         first = opt[0] if isinstance(opt, list) else opt
         self.log("train/lr", first.param_groups[0]["lr"], on_step=True, on_epoch=False)
 
-    def setup(self, stage: str) -> None:
-        """Offset the module's generators by the DDP rank (``setup`` runs before a resume restores them).
+    def _global_rank(self) -> int:
+        trainer = getattr(self, "_trainer", None)
+        return int(getattr(trainer, "global_rank", 0) or 0)
 
-        Under DDP every rank keeps its own image pool and patch sampler; without the offset the
-        ranks would draw identical positions and swap decisions. Doing it here rather than in
-        ``on_fit_start`` keeps a resumed run's restored generator states.
+    def offset_random_streams(self, rank: int) -> None:
+        """Give DDP rank ``rank`` (> 0) its own random streams, derived from the current states.
+
+        Every rank starts from the same seed (and a resumed run restores rank 0's saved states on
+        every rank). Without an offset the ranks would draw the same image-pool swaps and PatchNCE
+        positions, and, with ``data.num_workers=0``, the same sim frames and augmentations (the
+        dataset draws them from torch's global generator; loader workers are seeded per rank by
+        Lightning). Rank 0 keeps its streams, so a 1-process run is unchanged.
         """
-        rank = int(getattr(self.trainer, "global_rank", 0))
-        if stage == "fit" and rank:
-            for gen in self.rank_generators():
-                gen.manual_seed(int(gen.initial_seed()) + 1000 * rank)
+        if rank <= 0:
+            return
+        for gen in self.rank_generators():
+            gen.manual_seed(int(torch.randint(2**62, (1,), generator=gen).item()) + 1000 * rank)
+        torch.manual_seed(int(torch.randint(2**62, (1,)).item()) + 1000 * rank)
+
+    def setup(self, stage: str) -> None:
+        """Offset the random streams by the DDP rank (a resume re-offsets after its restore)."""
+        if stage == "fit":
+            self.offset_random_streams(self._global_rank())
 
     def on_fit_start(self) -> None:
         precision = str(getattr(self.trainer, "precision", "32"))
@@ -315,6 +362,69 @@ class TranslatorModule(L.LightningModule):
             scale = tgt.features.detach().abs().mean().clamp_min(1e-6)
             loss = loss + fw * F.mse_loss(out.features / scale, tgt.features / scale)
         return {f"loss_policy_{name}": weight * loss}
+
+    # -- distillation from a trained teacher ------------------------------------------------------
+    @property
+    def teacher(self) -> nn.Module | None:
+        """The frozen teacher generator of ``model.distill`` on this module's device, or None.
+
+        Loaded on first use (weights only), not a registered submodule: neither trained, saved in
+        checkpoints nor wrapped by DDP. Raises FileNotFoundError / ValueError naming the file.
+        """
+        if not self.distill_cfg.on:
+            return None
+        if self._teacher is None:
+            from models.checkpointing import load_lightning_generator
+
+            try:
+                gen, _, _ = load_lightning_generator(str(self.distill_cfg.teacher))
+            except FileNotFoundError as exc:
+                raise FileNotFoundError(f"model.distill.teacher: {exc}") from exc
+            except ValueError as exc:
+                raise ValueError(f"model.distill.teacher: {exc}") from exc
+            gen.requires_grad_(False)
+            object.__setattr__(self, "_teacher", gen.eval())
+        assert self._teacher is not None
+        if next(self._teacher.parameters()).device != self.device:
+            self._teacher.to(self.device)
+        return self._teacher
+
+    def distill_losses(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Distillation terms of ``model.distill`` (empty when off).
+
+        Args:
+            real: (N, 3, H, W) in [-1, 1], the real frames the student translated.
+            fake: (N, 3, H, W) in [-1, 1], the student's translation of ``real``.
+
+        Returns:
+            ``{"loss_distill": pixel × L1(fake, teacher(real))}`` and, with ``policy > 0``,
+            ``{"loss_policy_distill": ...}``; weights of 0 leave their term out.
+        """
+        teacher = self.teacher
+        if teacher is None:
+            return {}
+        with torch.no_grad():
+            target = teacher(real.float()).to(fake.dtype)
+        cfg = self.distill_cfg
+        losses: dict[str, torch.Tensor] = {}
+        if cfg.pixel > 0:
+            losses["loss_distill"] = cfg.pixel * F.l1_loss(fake, target)
+        losses.update(self.policy_consistency(target, fake, "distill", cfg.policy))
+        return losses
+
+    @staticmethod
+    def extra_generator_loss(losses: Mapping[str, torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+        """Sum of the terms added on top of a model's own ``loss_G`` (policy and distillation).
+
+        Args:
+            losses: the iteration's named losses.
+            like: any tensor on the target device (for the zero when there are none).
+
+        Returns:
+            Scalar: the sum of every ``loss_policy_*`` and ``loss_distill`` entry.
+        """
+        extra = [v for k, v in losses.items() if k.startswith("loss_policy") or k == "loss_distill"]
+        return torch.stack(extra).sum() if extra else torch.zeros((), device=like.device)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         pol = self.frozen_policy
@@ -430,3 +540,5 @@ class TranslatorModule(L.LightningModule):
             torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(rng["cuda"])
+        # the checkpoint holds rank 0's states: every other rank derives its own again
+        self.offset_random_streams(self._global_rank())
