@@ -216,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 say(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}),
                       flush=True)
+    if args.ddp:
+        dist.destroy_process_group()
     if rank != 0:
         return 0
     if args.json:
