@@ -10,8 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
+from models.checkpointing import CheckpointKindError, checkpoint_kind, load_lightning_generator
 from translate.camera import CameraCorrection
 from translate.export import ExportParityError, export_generator
 
@@ -24,103 +23,6 @@ __all__ = [
 ]
 
 _DEFAULT_SIZE = 256  # the official training crop
-
-
-class CheckpointKindError(ValueError):
-    """The checkpoint is neither a CUT nor a CycleGAN Lightning checkpoint; the message says why."""
-
-
-def checkpoint_kind(ckpt: Mapping[str, Any], path: str | os.PathLike[str] = "checkpoint") -> str:
-    """Tell a CUT from a CycleGAN Lightning checkpoint.
-
-    Looks at ``hyper_parameters["_target_"]`` when present, else at the ``state_dict`` keys
-    (``netG_A.*``: CycleGAN; ``netG.*`` with ``netF.*``: CUT / FastCUT).
-
-    Args:
-        ckpt: the loaded checkpoint dict.
-        path: the file, for messages.
-
-    Returns:
-        ``"cut"`` or ``"cyclegan"``.
-
-    Raises:
-        CheckpointKindError: neither; the message names the file and what was found.
-    """
-    if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("state_dict"), Mapping):
-        plain = isinstance(ckpt, Mapping) and any(str(k).startswith(("model.", "module.model."))
-                                                  for k in ckpt)
-        hint = (" It looks like an official CycleGAN/CUT generator file: use "
-                "--official PATH --model cyclegan|cut.") if plain else ""
-        raise CheckpointKindError(
-            f"{path}: not a Lightning checkpoint (no 'state_dict' entry).{hint}"
-        )
-    hparams = ckpt.get("hyper_parameters") or {}
-    target = str(hparams.get("_target_", "")).lower()
-    if target:
-        if "cyclegan" in target:
-            return "cyclegan"
-        if "cut" in target:
-            return "cut"
-        raise CheckpointKindError(
-            f"{path}: hyper_parameters._target_ is {hparams['_target_']!r}; expected a "
-            "CUTModule or CycleGANModule"
-        )
-    keys = list(ckpt["state_dict"])
-    if any(k.startswith("netG_A.") for k in keys):
-        return "cyclegan"
-    if any(k.startswith("netG.") for k in keys) and any(k.startswith("netF.") for k in keys):
-        return "cut"
-    prefixes = sorted({k.split(".", 1)[0] for k in keys})[:8]
-    raise CheckpointKindError(
-        f"{path}: unknown checkpoint kind: the state_dict has modules {prefixes}, expected "
-        "netG_A.* (CycleGAN) or netG.* and netF.* (CUT / FastCUT)"
-    )
-
-
-def load_lightning_generator(path: str | os.PathLike[str]) -> tuple[nn.Module, str, dict[str, Any]]:
-    """Rebuild the real→sim generator from a Lightning checkpoint of CUTModule / CycleGANModule.
-
-    The module is built from the saved hyper-parameters (a frozen policy and its loss weights, if
-    any, are left out: export needs only the generator) and the generator's weights are loaded ``strict=True``
-    from the weights-only ``state_dict``.
-
-    Args:
-        path: a ``.ckpt`` written by ``train_translate.py``.
-
-    Returns:
-        ``(generator, model_name, checkpoint)``: the generator on the CPU in eval mode, the
-        ``name`` hyper-parameter (``cut``, ``fastcut``, ``cyclegan``) and the loaded dict.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: unreadable file, unknown kind, or weights that do not fit.
-    """
-    from models.checkpointing import load_checkpoint
-
-    ckpt = load_checkpoint(path)
-    kind = checkpoint_kind(ckpt, path)
-    hparams = {k: v for k, v in dict(ckpt.get("hyper_parameters") or {}).items()
-               if k not in ("_target_", "policy", "policy_losses")}
-    if kind == "cut":
-        from models.cut.module import CUTModule
-
-        module: Any = CUTModule(**hparams)
-        prefix, generator = "netG.", module.netG
-    else:
-        from models.cyclegan.module import CycleGANModule
-
-        module = CycleGANModule(**hparams)
-        prefix, generator = "netG_A.", module.netG_A
-    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    try:
-        generator.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(
-            f"{path}: the {prefix}* weights do not fit the generator built from the "
-            f"checkpoint's hyper_parameters: {exc}"
-        ) from exc
-    name = str(hparams.get("name") or kind)
-    return generator.eval(), name, ckpt
 
 
 def _file_sha256(path: Path) -> str:

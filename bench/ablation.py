@@ -131,7 +131,8 @@ def markdown_table(results: list[dict[str, Any]], order: list[str] | None = None
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--configs", nargs="+", default=list(ABLATION),
-                    help="names from ABLATION, or NAME:override,override,... for custom runs")
+                    help="names from ABLATION, or NAME:override,override,... for custom runs "
+                         "({seed} in an override becomes the run's seed)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--common", nargs="*", default=["experiment=cpu_demo"],
                     help="overrides for every run (the budget: recipe, trainer, steps)")
@@ -187,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def launch(name: str, seed: int, overrides: list[str]) -> None:
         run_name = f"{_slug(name)}_s{seed}"
+        overrides = [o.replace("{seed}", str(seed)) for o in overrides]  # e.g. a teacher per seed
         cmd = [sys.executable, str(REPO / "train_translate.py"), *args.common, *overrides,
                f"seed={seed}", f"run_name={run_name}",
                f"paths.runs_dir={args.out}", "trainer.enable_progress_bar=false"]

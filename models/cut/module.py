@@ -204,9 +204,9 @@ class CUTModule(TranslatorModule):
         self.set_requires_grad([self.netD], False)
         g_losses = self.generator_losses(real_A, real_B, fake_B, idt_B, flipped)
         g_losses.update(self.policy_losses(batch, idt_B, flipped))
-        loss_total = g_losses["loss_G"] + sum(
-            (v for k, v in g_losses.items() if k.startswith("loss_policy")), torch.zeros((), device=real_A.device)
-        )
+        # fake_B is G's output for the flipped frame when flipped: the teacher sees the same input
+        g_losses.update(self.distill_losses(torch.flip(real_A, [3]) if flipped else real_A, fake_B))
+        loss_total = g_losses["loss_G"] + self.extra_generator_loss(g_losses, real_A)
         opt_G.zero_grad(set_to_none=True)
         opt_F.zero_grad(set_to_none=True)
         self.manual_backward(loss_total)

@@ -156,9 +156,8 @@ class CycleGANModule(TranslatorModule):
         out = self.generator_forward(real_A, real_B)
         g_losses = self.generator_losses(real_A, real_B, out)
         g_losses.update(self.policy_losses(batch, out))
-        loss_G = g_losses["loss_G"] + sum(
-            (v for k, v in g_losses.items() if k.startswith("loss_policy")), torch.zeros((), device=real_A.device)
-        )
+        g_losses.update(self.distill_losses(real_A, out.fake_B))
+        loss_G = g_losses["loss_G"] + self.extra_generator_loss(g_losses, real_A)
         opt_G.zero_grad(set_to_none=True)
         self.manual_backward(loss_G)
         opt_G.step()
