@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 #: policy losses on) do not leak into the "without" rows.
 _OFF = ["model.policy_losses.cycle=0", "model.policy_losses.sim_identity=0"]
 #: The edge generator preset, stated in full so a recipe's generator size does not override it.
-_EDGE = ["generator=edge", "model.generator.ngf=24", "model.generator.n_blocks=9"]
+_EDGE = ["generator=edge", "model.generator.ngf=8", "model.generator.n_blocks=6"]
 
 #: The issue-6 ablation: each model with and without its policy-consistency losses (the recipe's
 #: small generator), then the winning recipe with the official full-size generator (ResNet-9,

@@ -40,7 +40,7 @@ def _real(n: int = 2, size: int = 32) -> torch.Tensor:
 
 def test_distill_loss_is_l1_to_the_teachers_output(teacher_ckpt: Path) -> None:
     torch.manual_seed(0)
-    student = CUTModule(generator={"ngf": 8, "n_blocks": 1, "separable": True, "space_to_depth": 2,
+    student = CUTModule(generator={"ngf": 8, "n_blocks": 1, "separable": True,
                                    "antialias": False, "antialias_up": False},
                         discriminator=TINY_D, num_patches=16,
                         distill={"teacher": str(teacher_ckpt), "pixel": 7.0})
@@ -128,4 +128,4 @@ def test_train_with_a_teacher_end_to_end(compose_cfg: Any, tiny_unpaired: Path, 
     ck = load_checkpoint(out["checkpoint"])
     assert ck["hyper_parameters"]["distill"]["teacher"] == str(teacher_ckpt)
     gen, _, _ = load_lightning_generator(out["checkpoint"])
-    assert gen.space_to_depth == 2
+    assert gen.separable

@@ -361,10 +361,10 @@ def test_edge_generator_budget():
     macs = count_macs(edge, (1, 3, 224, 224))
     assert macs <= 3e9
     assert macs < count_macs(default, (1, 3, 224, 224)) / 15
-    assert count_parameters(edge) == 317_052
+    assert count_parameters(edge) == 30_467
     edge_kwargs = edge_generator_kwargs()
     edge_kwargs["ngf"] = 1  # a fresh copy every call
-    assert edge_generator_kwargs()["ngf"] == 24
+    assert edge_generator_kwargs()["ngf"] == 8
 
 
 def test_edge_generator_cut_features():
