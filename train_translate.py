@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from models.base import NonFiniteLossError
 from models.checkpointing import AtomicCheckpointIO, SaveLastOnTrainEnd, resolve_ckpt_path
+from models.fast_step import build_executor
 
 log = logging.getLogger("train_translate")
 
@@ -60,6 +61,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     assert isinstance(model_kwargs, dict)
     model_kwargs.update(_policy_kwargs(cfg, datamodule))
     model = hydra.utils.instantiate(model_kwargs, _convert_="all")
+    model.set_executor(build_executor(OmegaConf.to_container(cfg.get("step"), resolve=True)))
 
     callbacks = _instantiate_all(cfg.get("callbacks"))
     if not cfg.trainer.get("enable_progress_bar", True):
@@ -178,12 +180,12 @@ def _evaluate_after_training(cfg: DictConfig, datamodule: Any, onnx_path: str) -
 
 
 def default_experiment(argv: list[str]) -> list[str]:
-    """Pick the recipe when the command line names none: ``cpu_demo`` without a GPU, ``full`` with."""
+    """Pick the recipe when the command line names none: ``cpu_demo`` without a GPU, ``gpu`` with."""
     if any(a.split("=")[0].lstrip("+~") == "experiment" for a in argv):
         return argv
-    recipe = "full" if torch.cuda.is_available() else "cpu_demo"
+    recipe = "gpu" if torch.cuda.is_available() else "cpu_demo"
     print(f"[train_translate] no experiment= given: using experiment={recipe} "
-          f"({'GPU' if recipe == 'full' else 'no GPU'} found)")
+          f"({'GPU' if recipe == 'gpu' else 'no GPU'} found)")
     return [*argv, f"experiment={recipe}"]
 
 

@@ -23,11 +23,15 @@ log = logging.getLogger(__name__)
 
 
 class PairedValDataset(Dataset[dict[str, Any]]):
-    """Paired frames for validation by action agreement: lens-corrected real, sim and the action.
+    """Paired frames for validation by action agreement: lens-corrected real, raw real, sim, action.
+
+    ``raw`` is the real frame as the camera gave it (no lens correction): the report's "raw real"
+    stage, against which gap closed is measured. It is left out when its size differs from the
+    corrected frame's (the batch could not stack them).
 
     Shape:
         Items: ``{"real": (3, H, W) in [-1, 1], "sim": (3, H, W) in [-1, 1], "action": (A,),
-        "index": int}``.
+        "index": int}`` and ``"raw": (3, H, W)`` in [-1, 1] when present.
     """
 
     def __init__(
@@ -38,10 +42,11 @@ class PairedValDataset(Dataset[dict[str, Any]]):
         if need_actions and any(s.action is None for s in samples):
             raise ValueError(f"validation folder {root} must carry actions in manifest.jsonl")
         self.samples = samples
-        reals = [read_image(s.real) for s in samples]
-        if correction is not None:
-            reals = list(correction.apply(np.stack(reals)))
+        raws = [read_image(s.real) for s in samples]
+        reals = list(correction.apply(np.stack(raws))) if correction is not None else raws
         self.real = [to_tensor(r) for r in reals]
+        same = all(a.shape == b.shape for a, b in zip(raws, reals, strict=True))
+        self.raw = [to_tensor(r) for r in raws] if correction is not None and same else self.real
         self.sim = [to_tensor(read_image(s.sim)) for s in samples if s.sim is not None]
         self.actions = torch.tensor([s.action or (0.0, 0.0) for s in samples], dtype=torch.float32)
 
@@ -49,7 +54,8 @@ class PairedValDataset(Dataset[dict[str, Any]]):
         return len(self.samples)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"real": self.real[i], "sim": self.sim[i], "action": self.actions[i], "index": i}
+        return {"real": self.real[i], "raw": self.raw[i], "sim": self.sim[i],
+                "action": self.actions[i], "index": i}
 
 
 class WithPairs(Dataset[dict[str, torch.Tensor]]):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
@@ -20,6 +20,7 @@ from translate.torch_policy import TorchPolicy, load_torch_policy
 __all__ = [
     "DistillConfig",
     "NonFiniteLossError",
+    "Phase",
     "PolicyLossWeights",
     "TranslatorModule",
     "build_discriminator",
@@ -81,10 +82,38 @@ class DistillConfig:
         return bool(self.teacher) and max(self.pixel, self.policy) > 0
 
 
-def _turn_direction(actions: torch.Tensor, dead_zone: float) -> torch.Tensor:
-    """Sign of (left − right) with a dead zone: −1, 0 or 1 per row of (N, 2) actions."""
-    d = actions[:, 0] - actions[:, 1]
-    return torch.where(d.abs() <= dead_zone, torch.zeros_like(d), torch.sign(d))
+#: A phase's loss function: (iteration context) → (named losses to log, the scalar to backward).
+PhaseLosses = Callable[[dict[str, Any]], tuple[dict[str, torch.Tensor], torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One update of a GAN iteration: a loss over the iteration context and the optimisers it steps.
+
+    A model's iteration is a short list of phases (CycleGAN: generators, then discriminators; CUT:
+    discriminator, then generator and patch MLP). Every executor — Lightning's eager loop
+    (:meth:`TranslatorModule.training_step`) and the fast one (:mod:`models.fast_step`) — runs the
+    same phases: optional host-side ``before`` work, then ``losses`` and its backward with the
+    ``frozen`` networks' gradients off, then the optimisers' steps. Neither derives a loss itself.
+
+    Attributes:
+        name: ``"G"`` or ``"D"`` (logs, graph names).
+        losses: the loss function; it may add tensors to the context for later phases (e.g. the
+            generators' outputs), and reads only the context, the module's networks and its
+            frozen nets (policy, teacher).
+        optimizers: indices into ``configure_optimizers``' list that this phase steps; index 0 (the
+            generator optimiser) is stepped through Lightning and counts the iteration.
+        frozen: networks whose parameters get no gradient in this phase (e.g. D in the G phase).
+        before: host-side work on the context before the phase (CycleGAN's image pool), called as
+            ``before(ctx, live)``; with ``live=False`` (a CUDA-graph capture or its warm-up) it must
+            change no state and only put same-shaped tensors into the context.
+    """
+
+    name: str
+    losses: PhaseLosses
+    optimizers: tuple[int, ...]
+    frozen: Sequence[nn.Module] = field(default_factory=tuple)
+    before: Callable[[dict[str, Any], bool], None] | None = None
 
 
 def build_generator(
@@ -162,8 +191,10 @@ def linear_decay_lambda(n_epochs: int, n_epochs_decay: int):  # noqa: ANN201 - a
 class TranslatorModule(L.LightningModule):
     """Base of the CycleGAN and CUT modules.
 
-    Subclasses build their networks, implement ``training_step`` with manual optimisation and
-    define ``forward(x)`` as the real→sim generator (the deployable path). This base holds what the
+    Subclasses build their networks, list an iteration's updates as :class:`Phase` objects
+    (:meth:`iteration_phases`) and define ``forward(x)`` as the real→sim generator (the deployable
+    path). ``training_step`` runs the phases through Lightning's manual optimisation
+    (``step=eager``) or through the fast executor (``step=fast``, :mod:`models.fast_step`). This base holds what the
     two share: optimiser factory, the per-epoch linear-decay schedule, the non-finite-loss guard,
     TensorBoard image strips, and checkpoint state that Lightning does not save by itself (image
     pools, RNG states).
@@ -233,7 +264,7 @@ class TranslatorModule(L.LightningModule):
             for o in optimizers
         ]
 
-    def on_train_start(self) -> None:
+    def _start_schedule(self) -> None:
         # An "epoch" of the schedule is num_training_batches iterations, counted from global_step.
         # Lightning re-runs an epoch when resuming from a checkpoint taken on its last batch, so
         # its epoch counter cannot pace the schedule or the stop; the step count can.
@@ -437,32 +468,136 @@ class TranslatorModule(L.LightningModule):
                 "translated": pol(translated).action,
             }
             if self._val_baseline is None:
-                out["raw"] = pol(batch["real"]).action  # lens-corrected, untranslated
+                # the report's stages: raw = the real frame as recorded (not lens-corrected)
+                out["raw"] = pol(batch.get("raw", batch["real"])).action
                 out["sim"] = pol(batch["sim"]).action
-        self._val_outputs.append({k: v.detach().cpu() for k, v in out.items()})
+        self._val_outputs.append({k: v.detach().float().cpu() for k, v in out.items()})
 
     def on_validation_epoch_end(self) -> None:
+        """Log ``val/*`` by the report's definitions (:func:`translate.metrics.action_metrics`,
+        :func:`translate.metrics.gap_closed`) over every validation frame; ``val/gap_closed`` is
+        NaN (never selected) when there is no gap to close."""
+        from translate.metrics import action_metrics, gap_closed
+
         if not self._val_outputs:
             return
-        cat = {k: torch.cat([o[k] for o in self._val_outputs]) for k in self._val_outputs[0]}
+        cat = {k: torch.cat([o[k] for o in self._val_outputs]).numpy() for k in self._val_outputs[0]}
         self._val_outputs.clear()
         ref = cat["ref"]
         if self._val_baseline is None and "raw" in cat:
             self._val_baseline = {
-                "mae_raw": float((cat["raw"] - ref).abs().mean()),
-                "mae_sim": float((cat["sim"] - ref).abs().mean()),
+                "mae_raw": action_metrics(cat["raw"], ref, dead_zone=self.val_dead_zone)["action_mae"],
+                "mae_sim": action_metrics(cat["sim"], ref, dead_zone=self.val_dead_zone)["action_mae"],
             }
-        mae = float((cat["translated"] - ref).abs().mean())
-        agree = float((_turn_direction(cat["translated"], self.val_dead_zone)
-                       == _turn_direction(ref, self.val_dead_zone)).float().mean())
-        metrics = {"val/action_mae": mae, "val/turn_agreement": agree}
+        am = action_metrics(cat["translated"], ref, dead_zone=self.val_dead_zone)
+        metrics = {"val/action_mae": am["action_mae"], "val/turn_agreement": am.get("turn_agreement", math.nan),
+                   "val/frames": float(len(ref))}
         if self._val_baseline is not None:
-            gap = self._val_baseline["mae_raw"] - self._val_baseline["mae_sim"]
-            metrics["val/gap_closed"] = (self._val_baseline["mae_raw"] - mae) / gap if gap > 1e-6 else 0.0
-            metrics["val/action_mae_raw"] = self._val_baseline["mae_raw"]
-            metrics["val/action_mae_sim"] = self._val_baseline["mae_sim"]
+            b = self._val_baseline
+            value, _ = gap_closed(b["mae_raw"], am["action_mae"], b["mae_sim"])
+            metrics["val/gap_closed"] = math.nan if value is None else value
+            metrics["val/action_mae_raw"] = b["mae_raw"]
+            metrics["val/action_mae_sim"] = b["mae_sim"]
         for k, v in metrics.items():
             self.log(k, v, prog_bar=k in ("val/gap_closed", "val/turn_agreement"), sync_dist=True)
+
+    # -- the iteration: phases, run by Lightning's eager loop or the fast executor ----------------
+    def trainable_nets(self) -> list[nn.Module]:
+        """The networks this module trains (their gradients are switched per phase)."""
+        raise NotImplementedError
+
+    def iteration_phases(self) -> list[Phase]:
+        """The updates of one iteration, in order (see :class:`Phase`)."""
+        raise NotImplementedError
+
+    def prepare_iteration(self, ctx: dict[str, Any], live: bool = True) -> None:
+        """Host-side draws before the phases (CUT: flip and PatchNCE positions); none by default.
+
+        With ``live=False`` (a CUDA-graph capture) it changes no state and puts placeholders of
+        the right shapes into ``ctx``.
+        """
+
+    def log_iteration(self, ctx: dict[str, Any]) -> None:
+        """TensorBoard image strips of an iteration (every ``log_images_every_n_steps``)."""
+
+    def enter_phase(self, phase: Phase) -> None:
+        """Gradients on for every trained network except the phase's frozen ones."""
+        self.set_requires_grad(self.trainable_nets(), True)
+        self.set_requires_grad(phase.frozen, False)
+
+    @staticmethod
+    def step_optimizers(optimizers: Sequence[Any], phase: Phase) -> None:
+        """Step the phase's optimisers; index 0 through Lightning (it counts the iteration)."""
+        for i in phase.optimizers:
+            opt = optimizers[i]
+            if i == 0:
+                opt.step()
+            else:
+                getattr(opt, "optimizer", opt).step()
+
+    def lightning_optimizers(self) -> list[Any]:
+        """``self.optimizers()`` as a list."""
+        opts = self.optimizers()
+        return list(opts) if isinstance(opts, (list, tuple)) else [opts]
+
+    def eager_iteration(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """One iteration in Lightning's eager loop (``step=eager``): every phase in order.
+
+        Returns:
+            ``(losses, ctx)``: the named losses of every phase and the iteration context.
+        """
+        opts = self.lightning_optimizers()
+        ctx = dict(batch)
+        self.prepare_iteration(ctx, live=True)
+        losses: dict[str, torch.Tensor] = {}
+        for phase in self.iteration_phases():
+            if phase.before is not None:
+                phase.before(ctx, True)
+            self.enter_phase(phase)
+            named, total = phase.losses(ctx)
+            for i in phase.optimizers:
+                opts[i].zero_grad(set_to_none=True)
+            self.manual_backward(total)
+            self.step_optimizers(opts, phase)
+            losses.update(named)
+        return losses, ctx
+
+    @property
+    def executor(self) -> Any:
+        """The fast executor of ``step=fast`` (:class:`models.fast_step.FastExecutor`), or None."""
+        return self.__dict__.get("_executor")
+
+    def set_executor(self, executor: Any) -> None:
+        """Run training iterations through ``executor`` (None: Lightning's eager loop)."""
+        self.__dict__["_executor"] = executor
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self.sync_lr_schedule()
+        step = self.global_step
+        if self.executor is not None:
+            losses, ctx = self.executor.run(self, batch)
+        else:
+            losses, ctx = self.eager_iteration(batch)
+        self.check_finite(losses, step)
+        self.log_losses(losses, int(batch["real"].shape[0]))
+        self.log_iteration(ctx)
+
+    def on_train_start(self) -> None:
+        if self.executor is not None:
+            self.executor.setup(self)
+        self._match_optimizer_state_layout()
+        self._start_schedule()
+
+    def _match_optimizer_state_layout(self) -> None:
+        # Adam's moments must have their parameter's strides: fused / multi-tensor kernels walk
+        # the storage flat, so a contiguous moment next to a channels_last weight (a checkpoint of
+        # a step=fast run resumed eagerly, or the reverse) would pair the wrong elements.
+        for opt in self.lightning_optimizers():
+            raw = getattr(opt, "optimizer", opt)
+            for p, st in raw.state.items():
+                for k, v in list(st.items()):
+                    if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                        st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
     # -- guards and logging -------------------------------------------------------------------
     def check_finite(self, losses: Mapping[str, torch.Tensor], step: int) -> None:
@@ -488,9 +623,20 @@ class TranslatorModule(L.LightningModule):
                 )
 
     def log_losses(self, losses: Mapping[str, torch.Tensor], batch_size: int) -> None:
-        """Log every loss as ``train/<name>`` (progress bar shows the main ones)."""
+        """Log every loss as ``train/<name>`` (progress bar shows the main ones).
+
+        Under the fast executor only on the steps Lightning writes logs (a value read forces a
+        GPU sync), as copies (a CUDA graph overwrites its outputs on the next replay).
+        """
+        fast = self.executor is not None
+        if fast:
+            trainer = getattr(self, "_trainer", None)
+            connector = getattr(trainer, "_logger_connector", None)
+            if connector is not None and not connector.should_update_logs:
+                return
         for name, v in losses.items():
-            self.log(f"train/{name}", v.detach(), on_step=True, on_epoch=False,
+            v = v.detach().clone() if fast else v.detach()
+            self.log(f"train/{name}", v, on_step=True, on_epoch=False,
                      prog_bar=name in ("loss_G", "loss_D"), batch_size=batch_size)
 
     def log_image_strip(self, tag: str, images: list[torch.Tensor]) -> None:

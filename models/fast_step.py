@@ -1,319 +1,271 @@
-"""A training iteration of CycleGAN / CUT as few, large GPU launches: bf16, channels_last, fused Adam, CUDA graphs."""
+"""The ``step=fast`` executor: a translator's own iteration phases as few, large GPU launches (bf16, channels_last, CUDA graphs, torch.compile)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import Tensor
 
-from models.cut.module import CUTModule
-from models.cyclegan.module import CycleGANModule
+from models.base import Phase, TranslatorModule
 
-__all__ = ["FastStepConfig", "TrainStep"]
+__all__ = ["FastExecutor", "StepConfig", "build_executor"]
+
+log = logging.getLogger(__name__)
+
+STEP_NAMES = ("eager", "fast")
 
 
 @dataclass(frozen=True)
-class FastStepConfig:
-    """What the fast path uses; every field can be switched off to measure its effect.
+class StepConfig:
+    """How training iterations run (config group ``step``); never what they compute.
 
     Attributes:
-        bf16: autocast the forward passes to bfloat16 (the H100's matrix units; no grad scaler).
-        channels_last: NHWC memory format for networks and inputs (cuDNN's fast layout).
-        fused_adam: one fused kernel per optimiser step instead of per-parameter launches.
-        cuda_graph: capture the iteration once and replay it (removes per-kernel launch costs,
-            which bind a batch-1 GAN step).
-        batched_generators: run independent generator passes as one call (CycleGAN).
-        cudnn_benchmark: let cuDNN pick the fastest algorithms for the fixed shapes.
-        compile: ``torch.compile`` the networks (Inductor fuses norms, activations and padding
-            into fewer kernels; compiled once during the warm-up, before the graph capture).
-        ddp: data-parallel over the initialised ``torch.distributed`` group: before each
-            optimiser step the gradients of its networks are averaged across ranks in one flat
-            all-reduce (NCCL on GPUs, captured into the CUDA graph; gloo on CPUs), as DDP does.
+        name: ``eager`` (Lightning's loop, one kernel launch per op) or ``fast``
+            (:class:`FastExecutor`).
+        cuda_graph: capture each phase's forward + backward once and replay it (removes the
+            per-kernel launch cost that binds a batch-1 GAN step). CUDA only; on a CPU the fast
+            executor runs the same phases eagerly.
+        channels_last: NHWC memory format for the trained networks and the batch (cuDNN's fast
+            layout for convolutions).
+        compile: ``torch.compile`` the trained networks in place (Inductor fuses norms,
+            activations and padding); compiled during the warm-up, before the capture.
+        cudnn_benchmark: let cuDNN time and pick its algorithms for the fixed shapes.
+        warmup: eager iterations before the capture (autotuning, optimiser state, compilation).
+
+    bf16 follows the trainer: ``trainer.precision=bf16-mixed`` autocasts every phase.
     """
 
-    bf16: bool = True
-    channels_last: bool = True
-    fused_adam: bool = True
+    name: str = "eager"
     cuda_graph: bool = True
-    batched_generators: bool = True
-    cudnn_benchmark: bool = True
+    channels_last: bool = True
     compile: bool = False
-    ddp: bool = False
+    cudnn_benchmark: bool = True
+    warmup: int = 3
 
     @classmethod
-    def plain(cls) -> FastStepConfig:
-        """A plain fp32 eager step, as the official code runs (the baseline)."""
-        return cls(False, False, False, False, False, False, False, False)
+    def from_mapping(cls, cfg: Mapping[str, Any] | None) -> StepConfig:
+        """Build from the ``step`` config group; a wrong key or name is an error naming it.
 
-
-class TrainStep:
-    """One full training iteration (all updates, official order) of a translator module.
-
-    The module keeps its maths; this class owns the optimisers and, with ``cuda_graph``, static
-    input buffers and captured graphs: CycleGAN as two graphs (generators; discriminators) with
-    the image pool queried on the host in between, CUT as one graph (D then G and F), with the
-    PatchNCE positions drawn on the CPU each iteration and copied into static buffers, and FastCUT's
-    flip-equivariance as two graphs (flipped or not) chosen per iteration.
-
-    Args:
-        module: a :class:`CycleGANModule` or :class:`CUTModule` (moved to ``device``).
-        batch_size, image_size: the fixed shapes (graphs are shape-specific).
-        config: see :class:`FastStepConfig`.
-        device: a CUDA device for graphs; CPU works for the eager variants.
-        warmup: eager iterations before capture (cuDNN autotuning, optimiser state creation).
-
-    Example:
-        >>> step = TrainStep(CUTModule(), batch_size=1, image_size=256)  # doctest: +SKIP
-        >>> losses = step(real, sim)  # dict of scalar tensors (device), no host sync
-    """
-
-    def __init__(
-        self,
-        module: CycleGANModule | CUTModule,
-        *,
-        batch_size: int,
-        image_size: int,
-        config: FastStepConfig = FastStepConfig(),
-        device: str | torch.device = "cuda",
-        warmup: int = 3,
-    ) -> None:
-        self.m = module
-        self.cfg = config
-        self.device = torch.device(device)
-        self.is_cut = isinstance(module, CUTModule)
-        if isinstance(module, CycleGANModule):
-            module.batched_generators = config.batched_generators
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = config.cudnn_benchmark
-        fmt = torch.channels_last if config.channels_last else torch.contiguous_format
-        self.fmt = fmt
-        module.to(self.device, memory_format=fmt)
-        module.train()
-        if config.compile:
-            nets = ([module.netG, module.netD] if isinstance(module, CUTModule)
-                    else [module.netG_A, module.netG_B, module.netD_A, module.netD_B])
-            for net in nets:
-                net.compile(dynamic=False)  # in place: parameter names and state_dict unchanged
-        use_graph = config.cuda_graph and self.device.type == "cuda"
-        self.use_graph = use_graph
-        self.world_size = 1
-        if config.ddp:
-            import torch.distributed as dist
-
-            if not dist.is_initialized():
-                raise RuntimeError("FastStepConfig(ddp=True) needs torch.distributed initialised "
-                                   "(run under torchrun and call init_process_group first)")
-            self.world_size = dist.get_world_size()
-            # the same initial weights on every rank, as DDP's constructor broadcasts them
-            with torch.no_grad():
-                for t in [*module.parameters(), *module.buffers()]:
-                    dist.broadcast(t.data, src=0)
-
-        def adam(params: Any) -> torch.optim.Adam:
-            kw: dict[str, Any] = {"lr": module.lr, "betas": module.betas}
-            if config.fused_adam and self.device.type == "cuda":
-                kw["fused"] = True
-            if use_graph:
-                kw["capturable"] = True
-            return torch.optim.Adam(list(params), **kw)
-
-        if self.is_cut:
-            assert isinstance(module, CUTModule)
-            self.opts = [adam(module.netG.parameters()), adam(module.netD.parameters()),
-                         adam(module.netF.parameters())]
-        else:
-            assert isinstance(module, CycleGANModule)
-            self.opts = [adam(list(module.netG_A.parameters()) + list(module.netG_B.parameters())),
-                         adam(list(module.netD_A.parameters()) + list(module.netD_B.parameters()))]
-        shape = (batch_size, 3, image_size, image_size)
-        self.real_A = torch.zeros(shape, device=self.device).contiguous(memory_format=fmt)
-        self.real_B = torch.zeros_like(self.real_A)
-        self.patch_ids_sets: list[list[torch.Tensor]] = []
-        self._patch_sizes: list[int] = []
-        if self.is_cut:
-            assert isinstance(module, CUTModule)
-            with torch.no_grad():
-                feats = module.netG(torch.zeros(1, 3, image_size, image_size, device=self.device),
-                                    layers=module.nce_layers, encode_only=True)
-            self._patch_sizes = [int(f.shape[2] * f.shape[3]) for f in feats]
-            # one set of positions per PatchNCE call (real→fake, and sim→identity), drawn in the
-            # module's order from its patch generator, so eager results equal the module's
-            n_sets = 2 if module.nce_idt else 1
-            self.patch_ids_sets = [
-                [torch.zeros(min(module.num_patches, n), dtype=torch.long, device=self.device)
-                 for n in self._patch_sizes] for _ in range(n_sets)
-            ]
-        self._graphs: dict[Any, torch.cuda.CUDAGraph] = {}
-        self._outs: dict[Any, dict[str, torch.Tensor]] = {}
-        # CycleGAN: fakes from the G graph, pooled copies for the D graph
-        self._fakes: dict[str, torch.Tensor] = {}
-        self.pooled_A = torch.zeros_like(self.real_A)
-        self.pooled_B = torch.zeros_like(self.real_A)
-        g = torch.Generator().manual_seed(0)
-        for _ in range(warmup):
-            self.real_A.copy_(torch.rand(shape, generator=g) * 2 - 1)
-            self.real_B.copy_(torch.rand(shape, generator=g) * 2 - 1)
-            self._eager_iteration(flipped=False)
-        if use_graph:
-            self._capture()
-
-    # -- the maths, in the official order ---------------------------------------------------------
-    def _autocast(self) -> Any:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16,
-                              cache_enabled=False)
-
-    def _sync_grads(self, *opt_indices: int) -> None:
-        """Average the gradients of these optimisers' parameters across ranks (one all-reduce)."""
-        if self.world_size == 1:
-            return
-        import torch.distributed as dist
-        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
-
-        grads = [p.grad for i in opt_indices for group in self.opts[i].param_groups
-                 for p in group["params"] if p.grad is not None]
-        if not grads:
-            return
-        flat = _flatten_dense_tensors(grads)
-        dist.all_reduce(flat)
-        flat.div_(self.world_size)
-        for g, avg in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
-            g.copy_(avg)
-
-    def _zero(self) -> None:
-        for o in self.opts:
-            o.zero_grad(set_to_none=True)
-
-    def _cut_iteration(self, flipped: bool) -> dict[str, torch.Tensor]:
-        m = self.m
-        assert isinstance(m, CUTModule)
-        n = self.real_A.shape[0]
-        opt_G, opt_D, opt_F = self.opts
-        with self._autocast():
-            real = torch.cat([self.real_A, self.real_B]) if m.nce_idt else self.real_A
-            if flipped:
-                real = torch.flip(real, [3])
-            fake = m.netG(real)
-            fake_B = fake[:n]
-            idt_B = fake[n:] if m.nce_idt else None
-            m.set_requires_grad([m.netD], True)
-            d = m.discriminator_losses(self.real_B, fake_B)
-        d["loss_D"].float().backward()
-        self._sync_grads(1)
-        opt_D.step()
-        m.set_requires_grad([m.netD], False)
-        with self._autocast():
-            loss_gan = m.criterionGAN(m.netD(fake_B), True).mean() * m.lambda_GAN
-            nce = m.nce_loss(self.real_A, fake_B, flipped, self.patch_ids_sets[0])
-            total = nce
-            if idt_B is not None:
-                nce_y = m.nce_loss(self.real_B, idt_B, flipped, self.patch_ids_sets[1])
-                total = (nce + nce_y) * 0.5
-            loss_G = loss_gan + total
-        loss_G.float().backward()
-        self._sync_grads(0, 2)
-        opt_G.step()
-        opt_F.step()
-        return {"loss_G": loss_G.detach(), "loss_NCE": nce.detach(), "loss_D": d["loss_D"].detach()}
-
-    def _cyclegan_g(self) -> dict[str, torch.Tensor]:
-        m = self.m
-        assert isinstance(m, CycleGANModule)
-        m.set_requires_grad([m.netD_A, m.netD_B], False)
-        with self._autocast():
-            out = m.generator_forward(self.real_A, self.real_B)
-            losses = m.generator_losses(self.real_A, self.real_B, out)
-        losses["loss_G"].float().backward()
-        self._sync_grads(0)
-        self.opts[0].step()
-        self._fakes = {"A": out.fake_A.detach(), "B": out.fake_B.detach()}
-        return {"loss_G": losses["loss_G"].detach()}
-
-    def _cyclegan_d(self) -> dict[str, torch.Tensor]:
-        m = self.m
-        assert isinstance(m, CycleGANModule)
-        m.set_requires_grad([m.netD_A, m.netD_B], True)
-        with self._autocast():
-            d = m.discriminator_losses(self.real_A, self.real_B, self.pooled_A, self.pooled_B)
-        d["loss_D"].float().backward()
-        self._sync_grads(1)
-        self.opts[1].step()
-        return {"loss_D": d["loss_D"].detach()}
-
-    def _pool(self) -> None:
-        m = self.m
-        assert isinstance(m, CycleGANModule)
-        # the pool stores copies and decides on the host; fakes come from the static outputs
-        self.pooled_A.copy_(m.fake_A_pool.query(self._fakes["A"].float()))
-        self.pooled_B.copy_(m.fake_B_pool.query(self._fakes["B"].float()))
-
-    def _draw_patch_ids(self) -> None:
-        m = self.m
-        assert isinstance(m, CUTModule)
-        for ids in self.patch_ids_sets:
-            for buf, n in zip(ids, self._patch_sizes, strict=True):
-                buf.copy_(torch.randperm(n, generator=m.patch_gen)[: buf.numel()])
-
-    def _eager_iteration(self, flipped: bool) -> dict[str, torch.Tensor]:
-        self._zero()
-        if self.is_cut:
-            self._draw_patch_ids()
-            return self._cut_iteration(flipped)
-        out = self._cyclegan_g()
-        self._pool()
-        self._zero()
-        out.update(self._cyclegan_d())
+        Raises:
+            ValueError: ``step.<key>`` is unknown (the message lists the valid keys) or
+                ``step.name`` is not ``eager`` / ``fast``.
+        """
+        data = dict(cfg or {})
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise ValueError(f"step.{unknown[0]} is not a step setting; valid keys: {', '.join(valid)}")
+        out = cls(**data)
+        if out.name not in STEP_NAMES:
+            raise ValueError(f"step.name={out.name!r}: choose one of {', '.join(STEP_NAMES)}")
+        if int(out.warmup) < 1:
+            raise ValueError(f"step.warmup={out.warmup}: needs at least 1 eager iteration before a capture")
         return out
 
-    # -- capture and replay -------------------------------------------------------------------
-    def _capture_one(self, key: Any, fn: Callable[[], dict[str, torch.Tensor]]) -> None:
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            self._zero()
-            fn()  # one more eager run on the side stream, as the CUDA-graph recipe asks
-        torch.cuda.current_stream().wait_stream(s)
-        self._zero()
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            self._outs[key] = fn()
-        self._graphs[key] = g
 
-    def _capture(self) -> None:
-        if self.is_cut:
-            m = self.m
-            assert isinstance(m, CUTModule)
-            self._draw_patch_ids()
-            for flipped in ([False, True] if m.flip_equivariance else [False]):
-                self._capture_one(("cut", flipped), lambda f=flipped: self._cut_iteration(f))  # type: ignore[misc]
-        else:
-            self._capture_one("G", self._cyclegan_g)
-            self._pool()
-            self._capture_one("D", self._cyclegan_d)
+def build_executor(cfg: Mapping[str, Any] | StepConfig | None) -> FastExecutor | None:
+    """The executor for a ``step`` config: None for ``eager`` (Lightning's loop), else a
+    :class:`FastExecutor`."""
+    step = cfg if isinstance(cfg, StepConfig) else StepConfig.from_mapping(cfg)
+    return FastExecutor(step) if step.name == "fast" else None
 
-    def __call__(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Run one iteration on a batch; returns the main losses as device scalars (no sync).
+
+def _copy_host_values(static: dict[str, Any], new: Mapping[str, Any]) -> None:
+    """Copy the host-side values of ``new`` into the captured static tensors of ``static``."""
+    for key, value in new.items():
+        if key not in static:
+            raise RuntimeError(f"step=fast: context entry {key!r} appeared after the CUDA-graph capture")
+        _copy_into(static[key], value, key)
+
+
+def _copy_into(dst: Any, src: Any, key: str) -> None:
+    if dst is src:
+        return
+    if isinstance(dst, Tensor):
+        if not isinstance(src, Tensor) or src.shape != dst.shape:
+            got = tuple(src.shape) if isinstance(src, Tensor) else type(src).__name__
+            raise RuntimeError(f"step=fast: {key!r} changed from {tuple(dst.shape)} to {got} after "
+                               "the CUDA-graph capture (graphs need fixed shapes)")
+        dst.copy_(src, non_blocking=True)
+    elif isinstance(dst, (list, tuple)):
+        if not isinstance(src, (list, tuple)) or len(src) != len(dst):
+            raise RuntimeError(f"step=fast: {key!r} changed its structure after the capture")
+        for i, (d, s) in enumerate(zip(dst, src, strict=True)):
+            _copy_into(d, s, f"{key}[{i}]")
+
+
+class FastExecutor:
+    """Runs a :class:`~models.base.TranslatorModule`'s iteration phases fast (``step=fast``).
+
+    The module's phases (its one definition of every loss) run unchanged; this class changes only
+    how: channels_last networks and inputs, bf16 autocast when the trainer is ``bf16-mixed``
+    (without the autocast weight cache, which a CUDA graph cannot hold), cuDNN benchmark,
+    optional ``torch.compile``, and on CUDA one graph per phase — its forward and backward —
+    captured after ``warmup`` eager iterations and replayed from then on. The phases' host work
+    (CUT's flip and patch positions, CycleGAN's image pools) runs between replays and is copied
+    into the graphs' static inputs. The graphs share one memory pool and replay in capture order,
+    so a later phase may backpropagate through an earlier one's forward (CUT's G phase through
+    the generator pass of its D phase).
+
+    The optimisers are the module's own (Lightning's, fused Adam on CUDA) and step eagerly after
+    each replay, so Lightning counts iterations, LR schedules, checkpoints, resume, validation,
+    the NaN guard and best-checkpoint export work exactly as with ``step=eager``. The parameters'
+    ``.grad`` tensors are the graphs' static outputs: nothing may set them to None after capture.
+
+    Not deterministic on CUDA (cuDNN autotuning and atomics); on a CPU (no graphs, fp32) it
+    computes what Lightning's eager loop computes (``tests/models/test_fast_step.py``).
+
+    Args:
+        config: the ``step`` settings.
+    """
+
+    def __init__(self, config: StepConfig) -> None:
+        self.cfg = config
+        self._ready = False
+        self._eager_runs = 0
+        self._graphs: list[torch.cuda.CUDAGraph] = []
+        self._outs: list[dict[str, Tensor]] = []
+        self._phases: list[Phase] = []
+        self._ctx: dict[str, Any] = {}
+        self._batch_keys: list[str] = []
+        self.use_graphs = False
+        self.bf16 = False
+
+    # -- set-up -------------------------------------------------------------------------------------
+    def setup(self, module: TranslatorModule) -> None:
+        """Prepare ``module`` for fast iterations (called from its ``on_train_start``).
+
+        Raises:
+            ValueError: under DDP (the fast executor does not all-reduce gradients yet).
+        """
+        trainer = module.trainer
+        if int(getattr(trainer, "world_size", 1) or 1) > 1:
+            raise ValueError("step=fast does not run under DDP yet (its graphs bypass DDP's "
+                             "gradient all-reduce): use step=eager with trainer=ddp")
+        device = module.device
+        self.use_graphs = bool(self.cfg.cuda_graph) and device.type == "cuda"
+        self.bf16 = str(getattr(trainer, "precision", "32")).startswith("bf16")
+        if device.type == "cuda" and self.cfg.cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True
+        if self.cfg.channels_last:
+            for net in module.trainable_nets():
+                net.to(memory_format=torch.channels_last)
+        if self.cfg.compile:
+            for net in module.trainable_nets():
+                net.compile(dynamic=False)  # in place: parameter names and state_dict unchanged
+        if self.cfg.cuda_graph and device.type != "cuda":
+            log.info("step=fast on %s: CUDA graphs need CUDA, running the phases eagerly", device.type)
+        self._ready = True
+
+    # -- the iteration ----------------------------------------------------------------------------
+    def run(self, module: TranslatorModule, batch: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """One training iteration of ``module`` on ``batch``.
 
         Args:
-            real_A: (N, 3, H, W) real frames in [-1, 1] (N, H, W as constructed).
-            real_B: (N, 3, H, W) sim frames in [-1, 1].
+            module: the module being trained (its Lightning optimisers step).
+            batch: ``real``, ``sim`` (N, 3, H, W) in [-1, 1] and any extra entries of the loader.
+
+        Returns:
+            ``(losses, ctx)`` as :meth:`TranslatorModule.eager_iteration`; under CUDA graphs the
+            tensors are the graphs' static outputs, overwritten by the next iteration.
         """
-        self.real_A.copy_(real_A, non_blocking=True)
-        self.real_B.copy_(real_B, non_blocking=True)
-        flipped = False
-        if self.is_cut:
-            m = self.m
-            assert isinstance(m, CUTModule)
-            if m.flip_equivariance:
-                flipped = bool(torch.rand((), generator=m.patch_gen) < 0.5)
-        if not self.use_graph:
-            return self._eager_iteration(flipped)
-        if self.is_cut:
-            self._draw_patch_ids()
-            self._graphs[("cut", flipped)].replay()
-            return self._outs[("cut", flipped)]
-        self._graphs["G"].replay()
-        self._pool()
-        self._graphs["D"].replay()
-        return {**self._outs["G"], **self._outs["D"]}
+        if not self._ready:
+            self.setup(module)
+        if not self.use_graphs or (not self._graphs and self._eager_runs < self.cfg.warmup):
+            self._eager_runs += 1
+            return self._eager(module, batch)
+        if not self._graphs:
+            self._capture(module, batch)
+        return self._replay(module, batch)
+
+    def _layout(self, x: Any) -> Any:
+        if self.cfg.channels_last and isinstance(x, Tensor) and x.ndim == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _autocast(self, device: torch.device) -> Any:
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False)
+
+    def _body(self, module: TranslatorModule, phase: Phase, ctx: dict[str, Any]) -> dict[str, Tensor]:
+        """A phase's losses and backward (no optimiser step): what a CUDA graph holds."""
+        module.enter_phase(phase)
+        with self._autocast(module.device):
+            named, total = phase.losses(ctx)
+        total.float().backward()
+        return named
+
+    def _eager(self, module: TranslatorModule, batch: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        opts = module.lightning_optimizers()
+        ctx = {k: self._layout(v) for k, v in batch.items()}
+        module.prepare_iteration(ctx, live=True)
+        losses: dict[str, Tensor] = {}
+        for phase in module.iteration_phases():
+            if phase.before is not None:
+                phase.before(ctx, True)
+            for i in phase.optimizers:
+                opts[i].zero_grad(set_to_none=True)
+            losses.update(self._body(module, phase, ctx))
+            module.step_optimizers(opts, phase)
+        return losses, ctx
+
+    def _trained_params(self, module: TranslatorModule) -> list[torch.nn.Parameter]:
+        return [p for net in module.trainable_nets() for p in net.parameters()]
+
+    def _capture(self, module: TranslatorModule, batch: dict[str, Any]) -> None:
+        self._batch_keys = [k for k, v in batch.items() if isinstance(v, Tensor)]
+        static = {k: (self._layout(v).clone() if k in self._batch_keys else v) for k, v in batch.items()}
+        base = dict(static)
+        module.prepare_iteration(base, live=False)
+        phases = module.iteration_phases()
+        params = self._trained_params(module)
+        # one eager pass of the bodies on a side stream, as the CUDA-graph recipe asks
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for p in params:
+                p.grad = None
+            ctx = dict(base)
+            for phase in phases:
+                if phase.before is not None:
+                    phase.before(ctx, False)
+                self._body(module, phase, ctx)
+        torch.cuda.current_stream().wait_stream(side)
+        for p in params:
+            p.grad = None  # the captured backward allocates every .grad inside the graphs' pool
+        ctx = dict(base)
+        pool = None
+        for phase in phases:
+            if phase.before is not None:
+                phase.before(ctx, False)  # placeholders become the static inputs of this phase
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                self._outs.append(self._body(module, phase, ctx))
+            pool = graph.pool() if pool is None else pool
+            self._graphs.append(graph)
+        self._phases, self._ctx = phases, ctx
+        log.info("step=fast: captured %d CUDA graphs (%s) after %d eager iterations",
+                 len(phases), "+".join(p.name for p in phases), self._eager_runs)
+
+    def _replay(self, module: TranslatorModule, batch: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        ctx = self._ctx
+        for k in self._batch_keys:
+            _copy_into(ctx[k], batch[k], k)
+        live = dict(ctx)
+        module.prepare_iteration(live, live=True)
+        _copy_host_values(ctx, live)
+        opts = module.lightning_optimizers()
+        losses: dict[str, Tensor] = {}
+        for phase, graph, out in zip(self._phases, self._graphs, self._outs, strict=True):
+            if phase.before is not None:
+                live = dict(ctx)
+                phase.before(live, True)
+                _copy_host_values(ctx, live)
+            graph.replay()
+            module.step_optimizers(opts, phase)
+            losses.update(out)
+        return losses, ctx

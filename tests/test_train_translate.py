@@ -99,18 +99,21 @@ def test_same_seed_same_weights_on_cpu(compose_cfg: Any, model: str, tiny_unpair
     assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
 
 
+@pytest.mark.parametrize("step", ["eager", "fast"])
 def test_crash_and_resume_restores_schedule_pool_and_step(
-    compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     from models.cyclegan.module import CycleGANModule
     from train_translate import train
 
-    base = tiny_train_overrides("cyclegan", tiny_unpaired, tmp_path / "a", steps=7) + ["export.enabled=false"]
+    base = tiny_train_overrides("cyclegan", tiny_unpaired, tmp_path / "a", steps=7) + [
+        "export.enabled=false", f"step={step}"]
     ref = train(compose_cfg("train", base))
     ref_ckpt = load_checkpoint(Path(ref["run_dir"]) / "checkpoints" / "last.ckpt")
     assert ref["global_step"] == 7
 
-    crashed = tiny_train_overrides("cyclegan", tiny_unpaired, tmp_path / "b", steps=7) + ["export.enabled=false"]
+    crashed = tiny_train_overrides("cyclegan", tiny_unpaired, tmp_path / "b", steps=7) + [
+        "export.enabled=false", f"step={step}"]
     original = CycleGANModule.training_step
 
     def crash_at_5(self: CycleGANModule, batch: Any, batch_idx: int) -> None:
@@ -150,8 +153,8 @@ def test_nan_loss_stops_with_named_loss_and_keeps_checkpoint(
 
     original = CUTModule.nce_loss
 
-    def poisoned(self: CUTModule, src: torch.Tensor, tgt: torch.Tensor, flipped: bool = False) -> torch.Tensor:
-        loss = original(self, src, tgt, flipped)
+    def poisoned(self: CUTModule, src: torch.Tensor, tgt: torch.Tensor, *args: Any) -> torch.Tensor:
+        loss = original(self, src, tgt, *args)
         return loss * float("nan") if self.global_step >= 4 else loss
 
     monkeypatch.setattr(CUTModule, "nce_loss", poisoned)

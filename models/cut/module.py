@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
-from models.base import TranslatorModule, build_discriminator, build_generator
+from models.base import Phase, TranslatorModule, build_discriminator, build_generator
 from models.losses import GANLoss, PatchNCELoss
 from models.networks import PatchSampleF, init_weights
 
@@ -83,6 +84,7 @@ class CUTModule(TranslatorModule):
         self.nce_all_negatives = nce_includes_all_negatives_from_minibatch
         self.flip_equivariance = flip_equivariance
         self.patch_gen = torch.Generator().manual_seed(3)
+        self._nce_sizes: dict[tuple[int, int], list[int]] = {}
         if self.policy_weights.cycle > 0:
             # a recipe may set it for every model; CUT has no cycle to apply it to
             warnings.warn("model.policy_losses.cycle has no effect on CUT/FastCUT (they have no "
@@ -99,32 +101,86 @@ class CUTModule(TranslatorModule):
         return [opt_G, opt_D, opt_F], self._schedulers([opt_G, opt_D, opt_F])
 
     # -- pieces of an iteration -----------------------------------------------------------------
-    def generator_forward(
-        self, real_A: torch.Tensor, real_B: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
-        """G on real (and sim, for NCE-identity) in one batched call.
+    @staticmethod
+    def flip_if(x: torch.Tensor, flip: torch.Tensor | bool | None) -> torch.Tensor:
+        """``x`` flipped along its width when ``flip`` says so (FastCUT's flip-equivariance).
+
+        Args:
+            x: (N, C, H, W).
+            flip: None / False (unchanged), True, or a 0-d bool tensor on ``x``'s device (chosen
+                per element by ``torch.where``, so one CUDA graph serves both outcomes).
 
         Returns:
-            ``(fake_B, idt_B or None, flipped)``; with flip-equivariance the input was flipped
-            horizontally and so are the outputs.
+            (N, C, H, W).
+        """
+        if flip is None or flip is False:
+            return x
+        if flip is True:
+            return torch.flip(x, [3])
+        return torch.where(flip, torch.flip(x, [3]), x)
+
+    def draw_flip(self, device: torch.device | str) -> torch.Tensor:
+        """FastCUT's coin for this iteration, from the patch generator: a 0-d bool tensor."""
+        return torch.tensor(bool(torch.rand((), generator=self.patch_gen) < 0.5), device=device)
+
+    def nce_feature_sizes(self, height: int, width: int) -> list[int]:
+        """Positions (H_l × W_l) of each PatchNCE layer's feature map for (height, width) inputs."""
+        key = (int(height), int(width))
+        sizes = self._nce_sizes.get(key)
+        if sizes is None:
+            p = next(self.netG.parameters())
+            with torch.no_grad():
+                feats = self.netG(torch.zeros(1, 3, *key, device=p.device, dtype=p.dtype),
+                                  layers=self.nce_layers, encode_only=True)
+            sizes = [int(f.shape[2] * f.shape[3]) for f in feats]
+            self._nce_sizes[key] = sizes
+        return sizes
+
+    def draw_patch_ids(self, height: int, width: int, device: torch.device | str,
+                       live: bool = True) -> list[torch.Tensor]:
+        """One PatchNCE call's positions per layer: ``randperm`` on the CPU from the patch
+        generator (``live``), or a fixed placeholder of the same shapes (a graph capture).
+
+        Returns:
+            One (min(num_patches, H_l·W_l),) LongTensor per layer, on ``device``.
+        """
+        out = []
+        for n in self.nce_feature_sizes(height, width):
+            ids = torch.randperm(n, generator=self.patch_gen) if live else torch.arange(n)
+            out.append(ids[: min(self.num_patches, n)].to(device))
+        return out
+
+    def generator_forward(
+        self, real_A: torch.Tensor, real_B: torch.Tensor, flip: torch.Tensor | bool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | bool | None]:
+        """G on real (and sim, for NCE-identity) in one batched call.
+
+        Args:
+            real_A, real_B: (N, 3, H, W) real and sim frames in [-1, 1].
+            flip: FastCUT's coin (see :meth:`flip_if`); None draws it when flip-equivariance is on.
+
+        Returns:
+            ``(fake_B, idt_B or None, flip)``; with flip-equivariance the input was flipped
+            horizontally when ``flip`` is true, and so are the outputs.
         """
         n = real_A.shape[0]
         real = torch.cat([real_A, real_B]) if self.nce_idt and self.training else real_A
-        flipped = False
         if self.flip_equivariance and self.training:
-            flipped = bool(torch.rand((), generator=self.patch_gen) < 0.5)
-            if flipped:
-                real = torch.flip(real, [3])
+            if flip is None:
+                flip = self.draw_flip(real.device)
+            real = self.flip_if(real, flip)
+        else:
+            flip = None
         fake = self.netG(real)
         fake_B = fake[:n]
         idt_B = fake[n:] if self.nce_idt and self.training else None
-        return fake_B, idt_B, flipped
+        return fake_B, idt_B, flip
 
     def nce_loss(
         self,
         src: torch.Tensor,
         tgt: torch.Tensor,
-        flipped: bool = False,
+        flipped: torch.Tensor | bool | None = False,
         patch_ids: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """PatchNCE between G's encodings of ``src`` (keys) and of its translation ``tgt`` (queries).
@@ -132,16 +188,16 @@ class CUTModule(TranslatorModule):
         Args:
             src: (N, 3, H, W) G's unflipped inputs.
             tgt: (N, 3, H, W) G's outputs for them (for the flipped inputs if ``flipped``).
-            flipped: undo the flip on the query features (FastCUT flip-equivariance).
-            patch_ids: positions to sample per layer (device tensors, e.g. static buffers of a
-                CUDA graph); None draws them from the module's patch generator.
+            flipped: undo the flip on the query features (FastCUT flip-equivariance; see
+                :meth:`flip_if`).
+            patch_ids: positions to sample per layer (e.g. from :meth:`draw_patch_ids`, or static
+                buffers of a CUDA graph); None draws them from the module's patch generator.
 
         Returns:
             Scalar: mean over layers of λ_NCE × mean patch loss.
         """
         feat_q = self.netG(tgt, layers=self.nce_layers, encode_only=True)
-        if flipped:
-            feat_q = [torch.flip(fq, [3]) for fq in feat_q]
+        feat_q = [self.flip_if(fq, flipped) for fq in feat_q]
         feat_k = self.netG(src, layers=self.nce_layers, encode_only=True)
         feat_k_pool, sample_ids = self.netF(feat_k, self.num_patches, patch_ids, generator=self.patch_gen)
         feat_q_pool, _ = self.netF(feat_q, self.num_patches, sample_ids)
@@ -167,9 +223,15 @@ class CUTModule(TranslatorModule):
         real_B: torch.Tensor,
         fake_B: torch.Tensor,
         idt_B: torch.Tensor | None,
-        flipped: bool,
+        flipped: torch.Tensor | bool | None,
+        patch_ids: list[list[torch.Tensor]] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """GAN + PatchNCE (+ NCE-identity) losses of G; ``loss_G`` is the total."""
+        """GAN + PatchNCE (+ NCE-identity) losses of G; ``loss_G`` is the total.
+
+        ``patch_ids``: the positions of the real→fake and sim→identity PatchNCE calls (None: drawn
+        from the patch generator in that order).
+        """
+        ids = list(patch_ids) if patch_ids is not None else [None, None]
         losses: dict[str, torch.Tensor] = {}
         if self.lambda_GAN > 0:
             losses["loss_G_GAN"] = self.criterionGAN(self.netD(fake_B), True).mean() * self.lambda_GAN
@@ -178,51 +240,79 @@ class CUTModule(TranslatorModule):
         # as the official code: keys from the unflipped input, queries from G's output on the
         # (possibly flipped) input, whose features nce_loss flips back
         if self.lambda_NCE > 0:
-            losses["loss_NCE"] = self.nce_loss(real_A, fake_B, flipped)
+            losses["loss_NCE"] = self.nce_loss(real_A, fake_B, flipped, ids[0])
         else:
             losses["loss_NCE"] = torch.zeros((), device=real_A.device)
         nce_both = losses["loss_NCE"]
         if self.nce_idt and self.lambda_NCE > 0 and idt_B is not None:
-            losses["loss_NCE_Y"] = self.nce_loss(real_B, idt_B, flipped)
+            losses["loss_NCE_Y"] = self.nce_loss(real_B, idt_B, flipped, ids[1] if len(ids) > 1 else None)
             nce_both = (losses["loss_NCE"] + losses["loss_NCE_Y"]) * 0.5
         losses["loss_G"] = losses["loss_G_GAN"] + nce_both
         return losses
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        real_A, real_B = batch["real"], batch["sim"]
-        self.sync_lr_schedule()
-        step = self.global_step
-        opt_G, opt_D, opt_F = self.optimizers()  # type: ignore[misc,attr-defined]
-        fake_B, idt_B, flipped = self.generator_forward(real_A, real_B)
-        # discriminator first (official CUT order)
-        self.set_requires_grad([self.netD], True)
-        d_losses = self.discriminator_losses(real_B, fake_B)
-        opt_D.zero_grad(set_to_none=True)
-        self.manual_backward(d_losses["loss_D"])
-        opt_D.optimizer.step()  # not counted as an iteration (see TranslatorModule)
-        # generator and patch MLP
-        self.set_requires_grad([self.netD], False)
-        g_losses = self.generator_losses(real_A, real_B, fake_B, idt_B, flipped)
-        g_losses.update(self.policy_losses(batch, idt_B, flipped))
+    # -- the iteration as phases (every executor runs these; see models.base.Phase) ------------
+    def trainable_nets(self) -> list[nn.Module]:
+        return [self.netG, self.netD, self.netF]
+
+    def iteration_phases(self) -> list[Phase]:
+        """Official CUT order: the discriminator (on G's fresh output), then G and F together."""
+        return [
+            Phase("D", self.discriminator_step, (1,)),
+            Phase("G", self.generator_step, (0, 2), frozen=(self.netD,)),
+        ]
+
+    def prepare_iteration(self, ctx: dict[str, Any], live: bool = True) -> None:
+        """Host-side draws, in the official order from the patch generator: FastCUT's flip
+        (``ctx["flip"]``), then the PatchNCE positions of each call (``ctx["patch_ids"]``)."""
+        real = ctx["real"]
+        if self.flip_equivariance:
+            ctx["flip"] = (self.draw_flip(real.device) if live
+                           else torch.zeros((), dtype=torch.bool, device=real.device))
+        if self.lambda_NCE > 0 and self.num_patches > 0:
+            calls = 2 if self.nce_idt else 1
+            h, w = int(real.shape[-2]), int(real.shape[-1])
+            ctx["patch_ids"] = [self.draw_patch_ids(h, w, real.device, live) for _ in range(calls)]
+
+    def discriminator_step(self, ctx: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """G's forward of the iteration (kept in the context for the G phase), then D's loss.
+
+        Args:
+            ctx: ``real`` and ``sim`` (N, 3, H, W) in [-1, 1] (+ ``flip``); adds ``fake_B`` and
+                ``idt_B`` (N, 3, H, W, or None).
+
+        Returns:
+            ``(named losses, loss_D)``.
+        """
+        fake_B, idt_B, _ = self.generator_forward(ctx["real"], ctx["sim"], ctx.get("flip"))
+        ctx["fake_B"], ctx["idt_B"] = fake_B, idt_B
+        d = self.discriminator_losses(ctx["sim"], fake_B)
+        return d, d["loss_D"]
+
+    def generator_step(self, ctx: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """G's losses of one iteration: GAN, PatchNCE (+ identity), policy, distillation.
+
+        Returns:
+            ``(named losses, total)``: ``loss_G`` (the model's own total), each
+            ``loss_policy_*`` / ``loss_distill`` term, and the scalar the backward pass takes.
+        """
+        real_A, real_B = ctx["real"], ctx["sim"]
+        fake_B, idt_B, flip = ctx["fake_B"], ctx["idt_B"], ctx.get("flip")
+        losses = self.generator_losses(real_A, real_B, fake_B, idt_B, flip, ctx.get("patch_ids"))
+        losses.update(self.policy_losses(ctx, idt_B, flip))
         # fake_B is G's output for the flipped frame when flipped: the teacher sees the same input
-        g_losses.update(self.distill_losses(torch.flip(real_A, [3]) if flipped else real_A, fake_B))
-        loss_total = g_losses["loss_G"] + self.extra_generator_loss(g_losses, real_A)
-        opt_G.zero_grad(set_to_none=True)
-        opt_F.zero_grad(set_to_none=True)
-        self.manual_backward(loss_total)
-        opt_G.step()
-        opt_F.optimizer.step()
-        losses = {**g_losses, **d_losses}
-        self.check_finite(losses, step)
-        self.log_losses(losses, real_A.shape[0])
-        shown = [fake_B] + ([idt_B] if idt_B is not None else [])
-        if flipped:
-            shown = [torch.flip(t, [3]) for t in shown]
-        strip = [real_A, shown[0]] + ([real_B, shown[1]] if idt_B is not None else [])
+        losses.update(self.distill_losses(self.flip_if(real_A, flip), fake_B))
+        return losses, losses["loss_G"] + self.extra_generator_loss(losses, real_A)
+
+    def log_iteration(self, ctx: dict[str, Any]) -> None:
+        flip, idt_B = ctx.get("flip"), ctx.get("idt_B")
+        shown = [self.flip_if(ctx["fake_B"], flip)]
+        if idt_B is not None:
+            shown.append(self.flip_if(idt_B, flip))
+        strip = [ctx["real"], shown[0]] + ([ctx["sim"], shown[1]] if idt_B is not None else [])
         self.log_image_strip("train/real|translated|sim|identity", strip)
 
     def policy_losses(
-        self, batch: dict[str, torch.Tensor], idt_B: torch.Tensor | None, flipped: bool
+        self, batch: dict[str, Any], idt_B: torch.Tensor | None, flipped: torch.Tensor | bool | None
     ) -> dict[str, torch.Tensor]:
         """Policy-consistency terms (``model.policy_losses``), each ``loss_policy_<name>``.
 
@@ -235,10 +325,8 @@ class CUTModule(TranslatorModule):
         real_B = batch["sim"]
         losses: dict[str, torch.Tensor] = {}
         if w.sim_identity > 0:
-            if idt_B is None:
-                idt = self.netG(real_B)
-            else:  # with flip-equivariance the identity pass saw the flipped frame
-                idt = torch.flip(idt_B, [3]) if flipped else idt_B
+            # with flip-equivariance the identity pass saw the flipped frame
+            idt = self.netG(real_B) if idt_B is None else self.flip_if(idt_B, flipped)
             losses.update(self.policy_consistency(real_B, idt, "sim_identity", w.sim_identity))
         if w.paired > 0 and "paired_real" in batch:
             fake = self.netG(batch["paired_real"])

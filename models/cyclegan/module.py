@@ -9,8 +9,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from models.base import TranslatorModule, build_discriminator, build_generator
+from models.base import Phase, TranslatorModule, build_discriminator, build_generator
 from models.losses import GANLoss
 from models.pool import ImagePool
 
@@ -146,35 +147,56 @@ class CycleGANModule(TranslatorModule):
                           + self.criterionGAN(self.netD_B(fake_A.detach()), False))
         return {"loss_D_A": loss_D_A, "loss_D_B": loss_D_B, "loss_D": loss_D_A + loss_D_B}
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        real_A, real_B = batch["real"], batch["sim"]
-        self.sync_lr_schedule()
-        step = self.global_step
-        opt_G, opt_D = self.optimizers()  # type: ignore[misc,attr-defined]
-        # generators (discriminators frozen so their grads are not computed)
-        self.set_requires_grad([self.netD_A, self.netD_B], False)
-        out = self.generator_forward(real_A, real_B)
-        g_losses = self.generator_losses(real_A, real_B, out)
-        g_losses.update(self.policy_losses(batch, out))
-        g_losses.update(self.distill_losses(real_A, out.fake_B))
-        loss_G = g_losses["loss_G"] + self.extra_generator_loss(g_losses, real_A)
-        opt_G.zero_grad(set_to_none=True)
-        self.manual_backward(loss_G)
-        opt_G.step()
-        # discriminators, on fakes from the history pool
-        self.set_requires_grad([self.netD_A, self.netD_B], True)
-        fake_B = self.fake_B_pool.query(out.fake_B.detach())
-        fake_A = self.fake_A_pool.query(out.fake_A.detach())
-        d_losses = self.discriminator_losses(real_A, real_B, fake_A, fake_B)
-        opt_D.zero_grad(set_to_none=True)
-        self.manual_backward(d_losses["loss_D"])
-        opt_D.optimizer.step()  # not counted as an iteration (see TranslatorModule)
-        losses = {**g_losses, **d_losses}
-        self.check_finite(losses, step)
-        self.log_losses(losses, real_A.shape[0])
-        self.log_image_strip("train/real|translated|cycle", [real_A, out.fake_B, out.rec_A])
+    # -- the iteration as phases (every executor runs these; see models.base.Phase) ------------
+    def trainable_nets(self) -> list[nn.Module]:
+        return [self.netG_A, self.netG_B, self.netD_A, self.netD_B]
 
-    def policy_losses(self, batch: dict[str, torch.Tensor], out: CycleGANOutputs) -> dict[str, torch.Tensor]:
+    def iteration_phases(self) -> list[Phase]:
+        """Official order: both generators (discriminators frozen), then both discriminators on
+        fakes from the history pools."""
+        return [
+            Phase("G", self.generator_step, (0,), frozen=(self.netD_A, self.netD_B)),
+            Phase("D", self.discriminator_step, (1,), before=self.query_pools),
+        ]
+
+    def generator_step(self, ctx: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The generators' losses of one iteration: GAN, cycle, identity, policy, distillation.
+
+        Args:
+            ctx: the iteration context: ``real`` (N, 3, H, W) and ``sim`` (N, 3, H, W) in [-1, 1]
+                (+ ``paired_real`` / ``paired_sim`` for the paired policy loss). The step adds
+                ``fake_A``, ``fake_B``, ``rec_A`` (same shape) for the D phase and the logs.
+
+        Returns:
+            ``(named losses, total)``: ``loss_G`` (the model's own sum), each ``loss_policy_*`` /
+            ``loss_distill`` term, and the scalar the backward pass takes (their sum).
+        """
+        real_A, real_B = ctx["real"], ctx["sim"]
+        out = self.generator_forward(real_A, real_B)
+        losses = self.generator_losses(real_A, real_B, out)
+        losses.update(self.policy_losses(ctx, out))
+        losses.update(self.distill_losses(real_A, out.fake_B))
+        ctx.update(fake_A=out.fake_A, fake_B=out.fake_B, rec_A=out.rec_A)
+        return losses, losses["loss_G"] + self.extra_generator_loss(losses, real_A)
+
+    def query_pools(self, ctx: dict[str, Any], live: bool = True) -> None:
+        """Host side of the D phase: ``pool_A`` / ``pool_B`` from the history pools (``live``)
+        or plain copies of the fakes (a graph capture: no pool state changes)."""
+        fake_A, fake_B = ctx["fake_A"].detach(), ctx["fake_B"].detach()
+        if live:
+            ctx["pool_A"], ctx["pool_B"] = self.fake_A_pool.query(fake_A), self.fake_B_pool.query(fake_B)
+        else:
+            ctx["pool_A"], ctx["pool_B"] = fake_A.clone(), fake_B.clone()
+
+    def discriminator_step(self, ctx: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Both discriminators' LSGAN losses on the pooled fakes; ``(named losses, loss_D)``."""
+        d = self.discriminator_losses(ctx["real"], ctx["sim"], ctx["pool_A"], ctx["pool_B"])
+        return d, d["loss_D"]
+
+    def log_iteration(self, ctx: dict[str, Any]) -> None:
+        self.log_image_strip("train/real|translated|cycle", [ctx["real"], ctx["fake_B"], ctx["rec_A"]])
+
+    def policy_losses(self, batch: dict[str, Any], out: CycleGANOutputs) -> dict[str, torch.Tensor]:
         """Policy-consistency terms (``model.policy_losses``), each ``loss_policy_<name>``.
 
         - ``cycle``: π(x_sim) ≈ π(G_A(G_B(x_sim))), on the cycle already computed.

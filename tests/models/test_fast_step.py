@@ -1,190 +1,162 @@
-"""Tests for models.fast_step: the fast iteration computes exactly what the Lightning step computes."""
+"""Tests for models.fast_step: step=fast runs the module's own phases and computes what step=eager computes."""
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import lightning as L
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
+from models.base import TranslatorModule
 from models.cut.module import CUTModule
 from models.cyclegan.module import CycleGANModule
-from models.fast_step import FastStepConfig, TrainStep
+from models.fast_step import FastExecutor, StepConfig, build_executor
 
 G = {"ngf": 8, "n_blocks": 2}
 D = {"ndf": 8}
 
 
-def _optimizers(m: CycleGANModule | CUTModule) -> list[torch.optim.Adam]:
-    if isinstance(m, CycleGANModule):
-        return [torch.optim.Adam(list(m.netG_A.parameters()) + list(m.netG_B.parameters()), lr=m.lr, betas=m.betas),
-                torch.optim.Adam(list(m.netD_A.parameters()) + list(m.netD_B.parameters()), lr=m.lr, betas=m.betas)]
-    return [torch.optim.Adam(n.parameters(), lr=m.lr, betas=m.betas) for n in (m.netG, m.netD, m.netF)]
-
-
-def _reference_iteration(
-    m: CycleGANModule | CUTModule, opts: list[torch.optim.Adam], real_A: torch.Tensor, real_B: torch.Tensor
-) -> None:
-    """The LightningModule's training_step maths, with plain Adam, outside Lightning."""
-    for o in opts:
-        o.zero_grad(set_to_none=True)
-    if isinstance(m, CycleGANModule):
-        opt_G, opt_D = opts
-        m.set_requires_grad([m.netD_A, m.netD_B], False)
-        out = m.generator_forward(real_A, real_B)
-        m.generator_losses(real_A, real_B, out)["loss_G"].backward()
-        opt_G.step()
-        m.set_requires_grad([m.netD_A, m.netD_B], True)
-        fb, fa = m.fake_B_pool.query(out.fake_B.detach()), m.fake_A_pool.query(out.fake_A.detach())
-        m.discriminator_losses(real_A, real_B, fa, fb)["loss_D"].backward()
-        opt_D.step()
-        return
-    fake_B, idt_B, flipped = m.generator_forward(real_A, real_B)
-    m.set_requires_grad([m.netD], True)
-    m.discriminator_losses(real_B, fake_B)["loss_D"].backward()
-    opts[1].step()
-    m.set_requires_grad([m.netD], False)
-    m.generator_losses(real_A, real_B, fake_B, idt_B, flipped)["loss_G"].backward()
-    opts[0].step()
-    opts[2].step()
-
-
-@pytest.mark.parametrize("make", [
-    lambda: CycleGANModule(generator=G, discriminator=D, batched_generators=False),
-    lambda: CUTModule(generator=G, discriminator=D, num_patches=16),
-    lambda: CUTModule(generator=G, discriminator=D, num_patches=16, nce_idt=False, lambda_NCE=10.0,
-                      flip_equivariance=True),
-], ids=["cyclegan", "cut", "fastcut"])
-def test_plain_fast_step_equals_module_step(make: object) -> None:
-    torch.manual_seed(0)
-    a = make()  # type: ignore[operator]
-    torch.manual_seed(0)
-    b = make()  # type: ignore[operator]
+def _batches(n_batches: int, batch: int = 2, size: int = 32, device: str = "cpu") -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(1)
-    real_A = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
-    real_B = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
-    step = TrainStep(a, batch_size=2, image_size=32, config=FastStepConfig.plain(), device="cpu", warmup=0)
-    opts = _optimizers(b)
-    for _ in range(3):
-        step(real_A, real_B)
-        _reference_iteration(b, opts, real_A, real_B)
-    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
-        torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
+
+    def img() -> torch.Tensor:
+        return (torch.rand(batch, 3, size, size, generator=g) * 2 - 1).to(device)
+
+    return [{"real": img(), "sim": img(), "paired_real": img(), "paired_sim": img()}
+            for _ in range(n_batches)]
 
 
-def _make(model: str) -> CycleGANModule | CUTModule:
-    torch.manual_seed(0)
-    if model == "cyclegan":
-        return CycleGANModule(generator=G, discriminator=D, batched_generators=False)
-    return CUTModule(generator=G, discriminator=D, num_patches=16)
+def _loader(batches: list[dict[str, torch.Tensor]]) -> DataLoader:
+    return DataLoader(batches, batch_size=None, shuffle=False)
 
 
-def _batches(steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    g = torch.Generator().manual_seed(1)
-    return [(torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, torch.rand(2, 3, 32, 32, generator=g) * 2 - 1)
-            for _ in range(steps)]
+def _fit(module: TranslatorModule, batches: list[dict[str, torch.Tensor]], step: str,
+         accelerator: str = "cpu", precision: str = "32-true", warmup: int = 3,
+         channels_last: bool = False) -> list[dict[str, float]]:
+    """Train ``module`` on ``batches`` (one step each) with the given executor; the losses per step.
 
-
-class _RecordingStep(TrainStep):
-    """TrainStep that keeps a copy of the gradients right after its first gradient sync."""
-
-    first_grads: dict[str, torch.Tensor] | None = None
-
-    def _sync_grads(self, *opt_indices: int) -> None:
-        super()._sync_grads(*opt_indices)
-        if self.first_grads is None:
-            self.first_grads = {n: p.grad.detach().clone() for n, p in self.m.named_parameters()
-                                if p.grad is not None}
-
-
-def _ddp_worker(rank: int, world: int, port: int, model: str, steps: int, out: str) -> None:
-    import os
-
-    import torch.distributed as dist
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    torch.backends.mkldnn.enabled = False  # see the test's docstring
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        m = _make(model)
-        if rank == 1:  # different initial weights: the step must broadcast rank 0's
-            with torch.no_grad():
-                for p in m.parameters():
-                    p.add_(1.0)
-        cfg = dataclasses.replace(FastStepConfig.plain(), ddp=True)
-        step = _RecordingStep(m, batch_size=1, image_size=32, config=cfg, device="cpu", warmup=0)
-        for real_A, real_B in _batches(steps):  # each rank its half of the global batch
-            step(real_A[rank:rank + 1], real_B[rank:rank + 1])
-        torch.save({"grads": step.first_grads,
-                    "weights": {k: v.detach().clone() for k, v in m.state_dict().items()}},
-                   f"{out}.{rank}")
-    finally:
-        dist.destroy_process_group()
-
-
-@pytest.mark.parametrize("model", ["cyclegan", "cut"])
-def test_data_parallel_step_averages_gradients_like_the_global_batch(model: str, tmp_path: object) -> None:
-    """2 gloo ranks × batch 1: the averaged gradients equal 1 process × batch 2's; replicas agree.
-
-    (Weights after several Adam steps are not compared with the single process: Adam's first
-    steps are lr·sign(g), which turns float rounding in near-zero gradients into lr-sized jumps.
-    oneDNN is off on both sides: its float32 weight gradient of CycleGAN's 7×7 input conv at
-    batch 1 was 2 % off the float64 value on the CI CPU, while the native kernels agree to 1e-5.)
+    (channels_last is off on the CPU: its other conv kernels round differently, which Adam's
+    first, sign-like steps turn into lr-sized weight differences.)
     """
-    import socket
+    module.set_executor(build_executor({"name": step, "warmup": warmup, "channels_last": channels_last}))
+    seen: list[dict[str, float]] = []
+    check = module.check_finite
 
-    import torch.multiprocessing as tmp_mp
+    def record(losses: Any, s: int) -> None:
+        seen.append({k: float(v.detach().float()) for k, v in losses.items()})
+        check(losses, s)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = str(tmp_path) + "/weights"
-    tmp_mp.spawn(_ddp_worker, args=(2, port, model, 3, out), nprocs=2, join=True)
-    single = _make(model)
-    with torch.backends.mkldnn.flags(enabled=False):
-        step = _RecordingStep(single, batch_size=2, image_size=32, config=FastStepConfig.plain(),
-                              device="cpu", warmup=0)
-        for real_A, real_B in _batches(3):
-            step(real_A, real_B)
-    ranks = [torch.load(f"{out}.{r}", weights_only=True) for r in range(2)]
-    assert step.first_grads and ranks[0]["grads"].keys() == step.first_grads.keys()
-    # float32 rounding differs between one batch of 2 and two batches of 1: tolerances relative to
-    # the largest gradient (conv biases before InstanceNorm have zero true gradient: pure rounding)
-    scale = max(float(g.abs().max()) for g in step.first_grads.values())
-    for name, ref in step.first_grads.items():
-        for r in range(2):
-            torch.testing.assert_close(ranks[r]["grads"][name], ref, atol=1e-4 * scale, rtol=1e-3,
-                                       msg=lambda m, n=name, r=r: f"rank {r} grad {n}: {m}")
-    for name, w in ranks[0]["weights"].items():  # every rank took the same steps
-        assert torch.equal(w, ranks[1]["weights"][name]), name
+    module.check_finite = record  # type: ignore[method-assign]
+    trainer = L.Trainer(accelerator=accelerator, devices=1, precision=precision,  # type: ignore[arg-type]
+                        max_steps=len(batches), logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, train_dataloaders=_loader(batches))
+    assert trainer.global_step == len(batches)
+    return seen
 
 
-def test_batched_generators_same_maths() -> None:
-    torch.manual_seed(0)
+def _models(policy: dict[str, Any] | None, teacher: str | None) -> dict[str, Callable[[], TranslatorModule]]:
+    pol = {"policy": policy, "policy_losses": {"cycle": 1.0, "sim_identity": 1.0, "paired": 1.0,
+                                               "features": 0.1}} if policy else {}
+    cut_pol = dict(pol, policy_losses={"sim_identity": 1.0, "paired": 1.0}) if policy else {}
+    dist = {"distill": {"teacher": teacher, "pixel": 3.0, "policy": 1.0 if policy else 0.0}} if teacher else {}
+    return {
+        "cyclegan": lambda: CycleGANModule(generator=G, discriminator=D, **pol, **dist),
+        "cut": lambda: CUTModule(generator=G, discriminator=D, num_patches=16, **cut_pol, **dist),
+        "fastcut": lambda: CUTModule(generator=G, discriminator=D, num_patches=16, nce_idt=False,
+                                     lambda_NCE=10.0, flip_equivariance=True, **cut_pol, **dist),
+    }
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A CycleGAN checkpoint (weights only) to distil from."""
+    torch.manual_seed(5)
     m = CycleGANModule(generator=G, discriminator=D)
-    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
-    m.batched_generators = True
-    o1 = m.generator_forward(x, y)
-    m.batched_generators = False
-    o2 = m.generator_forward(x, y)
-    for f in ("fake_B", "rec_A", "fake_A", "rec_B", "idt_A", "idt_B"):
-        torch.testing.assert_close(getattr(o1, f), getattr(o2, f), atol=1e-5, rtol=1e-5)
+    path = tmp_path_factory.mktemp("teacher") / "teacher.ckpt"
+    torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams)}, path)
+    return str(path)
+
+
+def _policy(tiny_synth: Path) -> dict[str, Any]:
+    return {"path": str(tiny_synth / "policy" / "policy.onnx"), "spec": None}
+
+
+@pytest.mark.parametrize("terms", ["plain", "policy+distill"])
+@pytest.mark.parametrize("model", ["cyclegan", "cut", "fastcut"])
+def test_fast_executor_equals_eager_on_cpu(model: str, terms: str, tiny_synth: Path, teacher: str) -> None:
+    """Every loss term and every weight after 4 iterations: step=fast (CPU, fp32) == step=eager."""
+    extra = terms != "plain"
+    make = _models(_policy(tiny_synth) if extra else None, teacher if extra else None)[model]
+    batches = _batches(4)
+    runs = []
+    for step in ("eager", "fast"):
+        torch.manual_seed(0)
+        m = make()
+        losses = _fit(m, batches, step)
+        runs.append((m, losses))
+    (a, la), (b, lb) = runs
+    assert la[0].keys() == lb[0].keys()
+    if extra:  # the fast path has the terms the efficacy work added, not a subset
+        assert any(k.startswith("loss_policy") for k in la[0]) and "loss_distill" in la[0]
+    for s, (ea, eb) in enumerate(zip(la, lb, strict=True)):
+        for k in ea:
+            assert ea[k] == pytest.approx(eb[k], rel=1e-5, abs=1e-6), f"step {s} {k}"
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-5, msg=lambda msg, n=name: f"{n}: {msg}")
+
+
+def test_step_config_errors_name_the_key() -> None:
+    with pytest.raises(ValueError, match=r"step\.graphs is not a step setting; valid keys: name, cuda_graph"):
+        StepConfig.from_mapping({"name": "fast", "graphs": True})
+    with pytest.raises(ValueError, match=r"step\.name='turbo': choose one of eager, fast"):
+        StepConfig.from_mapping({"name": "turbo"})
+    assert build_executor({"name": "eager"}) is None
+    assert isinstance(build_executor({"name": "fast"}), FastExecutor)
+
+
+def test_train_config_step_fast_trains_through_train(compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path) -> None:
+    """``python train_translate.py step=fast`` on a CPU: same checkpoint as step=eager."""
+    from conftest import tiny_train_overrides
+
+    from models.checkpointing import load_checkpoint
+    from train_translate import train
+
+    states = []
+    for step in ("eager", "fast"):
+        ov = tiny_train_overrides("cut", tiny_unpaired, tmp_path / step, steps=3)
+        out = train(compose_cfg("train", [*ov, "export.enabled=false", f"step={step}",
+                                          *(["step.channels_last=false"] if step == "fast" else [])]))
+        assert out["global_step"] == 3
+        states.append(load_checkpoint(Path(out["run_dir"]) / "checkpoints" / "last.ckpt")["state_dict"])
+    for k in states[0]:
+        torch.testing.assert_close(states[0][k].contiguous(), states[1][k].contiguous(), atol=1e-6,
+                                   rtol=1e-5, msg=lambda msg, k=k: f"{k}: {msg}")
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("model", ["cyclegan", "cut", "fastcut"])
-def test_cuda_graph_step_runs_and_learns(model: str) -> None:
-    torch.manual_seed(0)
-    if model == "cyclegan":
-        m = CycleGANModule(generator=G, discriminator=D)
-    else:
-        m = CUTModule(generator=G, discriminator=D, num_patches=16, nce_idt=model == "cut",
-                      flip_equivariance=model == "fastcut")
-    step = TrainStep(m, batch_size=2, image_size=32, config=FastStepConfig(), device="cuda")
-    x = torch.rand(2, 3, 32, 32, device="cuda") * 2 - 1
-    before = [p.detach().clone() for p in m.parameters()]
-    for _ in range(3):
-        out = step(x, x)
-    assert all(torch.isfinite(v).all() for v in out.values())
-    assert any(not torch.equal(p0, p) for p0, p in zip(before, m.parameters(), strict=True))
+def test_cuda_graphs_match_eager_within_bf16(model: str, tiny_synth: Path, teacher: str) -> None:
+    """On a GPU, bf16: the graph-replayed iterations' losses match the eager loop's."""
+    make = _models(_policy(tiny_synth), teacher)[model]
+    batches = _batches(6, batch=2, size=64, device="cpu")
+    runs = []
+    for step in ("eager", "fast"):
+        torch.manual_seed(0)
+        m = make()
+        runs.append((m, _fit(m, batches, step, accelerator="gpu", precision="bf16-mixed", warmup=2,
+                             channels_last=True)))
+    (a, la), (b, lb) = runs
+    ex = b.executor
+    assert ex is not None and ex.use_graphs and len(ex._graphs) == 2
+    for s in range(2, 6):  # the replayed iterations
+        for k, v in la[s].items():
+            assert lb[s][k] == pytest.approx(v, rel=0.1, abs=0.05), f"step {s} {k}: {lb[s][k]} vs {v}"
+    lr = a.lr
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        # Adam moves each weight by at most ~lr a step: 6 steps bound any drift from rounding
+        assert float((pa - pb).abs().max()) <= 12 * lr, name
