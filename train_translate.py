@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     assert isinstance(model_kwargs, dict)
     model_kwargs.update(_policy_kwargs(cfg, datamodule))
     model = hydra.utils.instantiate(model_kwargs, _convert_="all")
-    model.set_executor(build_executor(OmegaConf.to_container(cfg.get("step"), resolve=True)))
+    step_cfg = OmegaConf.to_container(cfg.step, resolve=True) if cfg.get("step") else None
+    assert step_cfg is None or isinstance(step_cfg, dict)
+    model.set_executor(build_executor(step_cfg))  # type: ignore[arg-type]
 
     callbacks = _instantiate_all(cfg.get("callbacks"))
     if not cfg.trainer.get("enable_progress_bar", True):
@@ -76,6 +79,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir),
     )
     log.info("run folder: %s", run_dir.resolve())
+    started, step0 = time.perf_counter(), 0
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
     except NonFiniteLossError as exc:
@@ -84,10 +88,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise NonFiniteLossError(f"{exc} — {keep}") from exc
     if trainer.interrupted:
         log.warning("training interrupted; resume with ckpt_path=last run_dir=%s", run_dir)
+    fit_s = time.perf_counter() - started
+    log.info("trained %d iterations in %.1f s (%.1f it/s, start-up and validation included)",
+             trainer.global_step - step0, fit_s, (trainer.global_step - step0) / max(fit_s, 1e-9))
 
     result: dict[str, Any] = {
         "run_dir": str(run_dir),
         "global_step": trainer.global_step,
+        "rank": trainer.global_rank,
+        "fit_seconds": fit_s,
         "checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
         "export": None,
         "metrics": None,

@@ -1,11 +1,12 @@
-"""Data-parallel scaling of CycleGAN and CUT training: images/s on 1, 2, 4 GPUs and the efficiency.
+"""Data-parallel scaling of train_translate.py's training: images/s on 1, 2, 4 GPUs and the efficiency.
 
-Runs ``bench/train_throughput.py --ddp`` under ``torchrun`` once per process count, then prints
-scaling efficiency = img/s(N) / (N × img/s(1)) for each model, per-GPU batch and variant. A
-script, not a test. Usage::
+Runs ``bench/train_speed.py`` (the product's own ``train(cfg)``) with ``trainer=ddp`` once per
+process count (Lightning starts one process per device), then prints scaling efficiency =
+img/s(N) / (N × img/s(1)) for each model and per-GPU batch. DDP runs the eager executor
+(``step=fast`` does not run under DDP yet). A script, not a test. Usage::
 
     python bench/ddp_scaling.py --gpus 1 2 4 --json bench/results/ddp_scaling.json
-    python bench/ddp_scaling.py --gpus 1 2 --device cpu --size 64 --ngf 16   # gloo, to try it out
+    python bench/ddp_scaling.py --gpus 1 2 --accelerator cpu --size 32 --extra model.generator.ngf=8
 """
 
 from __future__ import annotations
@@ -22,37 +23,35 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_world(n: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """One ``torchrun`` of the throughput benchmark with ``n`` processes; its JSON."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-           str(REPO / "bench" / "train_throughput.py"), "--ddp", "--json", str(out),
-           "--models", *args.models, "--batches", *map(str, args.batches),
-           "--variants", *args.variants, "--size", str(args.size), "--ngf", str(args.ngf),
-           "--n-blocks", str(args.n_blocks), "--iters", str(args.iters),
-           "--repeats", str(args.repeats), "--device", args.device]
+    """One ``train_speed.py`` run with ``n`` DDP processes; its JSON."""
+    extra = ["trainer=ddp", f"trainer.devices={n}", f"trainer.accelerator={args.accelerator}",
+             f"trainer.precision={args.precision}", *args.extra]
+    cmd = [sys.executable, str(REPO / "bench" / "train_speed.py"), "--json", str(out),
+           "--models", *args.models, "--batch", *map(str, args.batches), "--policy", "off",
+           "--step", "eager", "--size", str(args.size), "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--extra", *extra]
     print(f"[ddp_scaling] {n} process(es): {' '.join(cmd[2:])}", flush=True)
     subprocess.run(cmd, check=True, cwd=REPO)
     return dict(json.loads(out.read_text()))
 
 
 def efficiency_rows(runs: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Scaling efficiency per (model, batch, variant) against the 1-process run.
+    """Scaling efficiency per row name (model, batch) against the 1-process run.
 
     Args:
-        runs: process count → that run's JSON (``rows`` with model, batch, variant, img_s).
+        runs: process count → that run's JSON (``rows`` with ``name`` and global ``img_s``).
 
     Returns:
-        One dict per (model, batch, variant, N): img_s, efficiency (None without a 1-process row),
-        replicas_equal.
+        One dict per (row, N): img_s, efficiency (None without a 1-process row).
     """
-    base = {(r["model"], r["batch"], r["variant"]): r["img_s"] for r in runs.get(1, {}).get("rows", [])}
+    base = {r["name"]: r.get("img_s") for r in runs.get(1, {}).get("rows", [])}
     out = []
     for n, run in sorted(runs.items()):
         for r in run["rows"]:
-            key = (r["model"], r["batch"], r["variant"])
-            one = base.get(key)
-            out.append({"model": key[0], "batch": key[1], "variant": key[2], "processes": n,
-                        "img_s": r["img_s"], "efficiency": r["img_s"] / (n * one) if one else None,
-                        "replicas_equal": r.get("replicas_equal")})
+            one = base.get(r["name"])
+            img = r.get("img_s")
+            out.append({"row": r["name"], "processes": n, "img_s": img,
+                        "efficiency": img / (n * one) if one and img else None})
     return out
 
 
@@ -61,13 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpus", nargs="+", type=int, default=[1, 2, 4], help="process counts to run")
     ap.add_argument("--models", nargs="+", default=["cyclegan", "cut"])
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="per-GPU batch sizes")
-    ap.add_argument("--variants", nargs="+", default=["eager_fp32", "eager_bf16_cl", "graph_bf16_cl"])
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--ngf", type=int, default=64)
-    ap.add_argument("--n-blocks", type=int, default=9)
-    ap.add_argument("--iters", type=int, default=30)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--steps", type=int, default=130)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--accelerator", default="gpu")
+    ap.add_argument("--precision", default="bf16-mixed")
+    ap.add_argument("--extra", nargs="*", default=[], help="overrides for every run")
     ap.add_argument("--json", type=Path, default=None, help="write every run and the efficiencies here")
     args = ap.parse_args(argv)
     runs: dict[int, dict[str, Any]] = {}
@@ -78,12 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "efficiency": rows}, indent=1))
     machine = next(iter(runs.values()))["machine"] if runs else "?"
-    print(f"\nDDP scaling at {args.size}², ResNet-{args.n_blocks} ngf {args.ngf} — {machine}")
-    print(f"{'model':9} {'batch/GPU':>9} {'variant':14} {'procs':>5} {'img/s':>8} {'efficiency':>10} {'same weights':>12}")
+    print(f"\nDDP scaling at {args.size}² — {machine}")
+    print(f"{'row':30} {'procs':>5} {'img/s':>8} {'efficiency':>10}")
     for r in rows:
         eff = f"{r['efficiency']:.2f}" if r["efficiency"] is not None else "-"
-        print(f"{r['model']:9} {r['batch']:>9} {r['variant']:14} {r['processes']:>5} {r['img_s']:8.1f} "
-              f"{eff:>10} {str(r['replicas_equal']):>12}")
+        img = f"{r['img_s']:8.1f}" if r["img_s"] else "       -"
+        print(f"{r['row']:30} {r['processes']:>5} {img} {eff:>10}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -17,6 +18,8 @@ from torch import nn
 from models.networks import NLayerDiscriminator, ResnetGenerator, init_weights
 from translate.torch_policy import TorchPolicy, load_torch_policy
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "DistillConfig",
     "NonFiniteLossError",
@@ -26,6 +29,7 @@ __all__ = [
     "build_discriminator",
     "build_generator",
     "linear_decay_lambda",
+    "translator_health",
 ]
 
 
@@ -114,6 +118,57 @@ class Phase:
     optimizers: tuple[int, ...]
     frozen: Sequence[nn.Module] = field(default_factory=tuple)
     before: Callable[[dict[str, Any], bool], None] | None = None
+
+
+def translator_health(
+    actions: Any, sim_actions: Any, moved: Any, colour: Any, dead_zone: float = 0.05
+) -> dict[str, Any]:
+    """Signs that a translator collapsed, from one validation pass (numpy in, floats out).
+
+    - the policy's actions on translated frames collapse onto one value: their spread (std over
+      frames, mean over action dimensions) under a quarter of the spread on the sim partners, or
+      one turn direction on more than 90 % of the frames where sim frames have at most 70 %;
+    - output ≈ input: the translation moves pixels by less than 0.01 on average (in [-1, 1]);
+    - constant output: the translated frames' mean colours vary by less than 0.005 across frames.
+
+    Args:
+        actions: (N, A) the policy's actions on translated frames.
+        sim_actions: (N, A) its actions on the paired sim frames, or None.
+        moved: (N,) mean |G(x) − x| per frame.
+        colour: (N, 3) mean colour per translated frame.
+        dead_zone: the turn-direction dead zone.
+
+    Returns:
+        ``{"action_spread", "turn_mode_share", "moved", "colour_spread", "warnings": [str]}``.
+    """
+    import numpy as np
+
+    from translate.metrics import turn_direction
+
+    a = np.asarray(actions, dtype=np.float64)
+    spread = float(a.std(axis=0).mean()) if len(a) > 1 else 0.0
+    dirs = turn_direction(a, dead_zone) if a.shape[1] == 2 else np.zeros(len(a))
+    mode = float(np.unique(dirs, return_counts=True)[1].max() / len(a))
+    out: dict[str, Any] = {"action_spread": spread, "turn_mode_share": mode,
+                           "moved": float(np.asarray(moved).mean()),
+                           "colour_spread": float(np.asarray(colour).std(axis=0).mean())}
+    warnings_: list[str] = []
+    if sim_actions is not None and len(sim_actions) == len(a):
+        s = np.asarray(sim_actions, dtype=np.float64)
+        s_spread = float(s.std(axis=0).mean())
+        s_dirs = turn_direction(s, dead_zone) if s.shape[1] == 2 else np.zeros(len(s))
+        s_mode = float(np.unique(s_dirs, return_counts=True)[1].max() / len(s))
+        if spread < 0.25 * s_spread or (mode > 0.9 and s_mode <= 0.7):
+            warnings_.append(
+                f"translator health: the policy's actions on translated frames collapsed (spread "
+                f"{spread:.3f} vs {s_spread:.3f} on sim frames, one turn direction on {100 * mode:.0f} % "
+                f"of frames vs {100 * s_mode:.0f} %): the translation hides what the policy needs")
+    if out["moved"] < 0.01:
+        warnings_.append(f"translator health: output ≈ input (mean |G(x) − x| {out['moved']:.4f})")
+    if out["colour_spread"] < 0.005:
+        warnings_.append(f"translator health: near-constant output (colour spread {out['colour_spread']:.4f})")
+    out["warnings"] = warnings_
+    return out
 
 
 def build_generator(
@@ -249,6 +304,7 @@ class TranslatorModule(L.LightningModule):
         self._frozen_policy: TorchPolicy | None = None
         self._val_outputs: list[dict[str, torch.Tensor]] = []
         self._val_baseline: dict[str, float] | None = None
+        self._val_sim_actions: Any = None
 
     # -- optimisers ---------------------------------------------------------------------------
     def _adam(self, params: Iterable[nn.Parameter]) -> torch.optim.Adam:
@@ -466,6 +522,9 @@ class TranslatorModule(L.LightningModule):
             out = {
                 "ref": batch["action"].float(),
                 "translated": pol(translated).action,
+                # health: how far the translation moved each frame, and each frame's mean colour
+                "moved": (translated.float() - batch["real"].float()).abs().mean(dim=(1, 2, 3)),
+                "colour": translated.float().mean(dim=(2, 3)),
             }
             if self._val_baseline is None:
                 # the report's stages: raw = the real frame as recorded (not lens-corrected)
@@ -485,6 +544,7 @@ class TranslatorModule(L.LightningModule):
         self._val_outputs.clear()
         ref = cat["ref"]
         if self._val_baseline is None and "raw" in cat:
+            self._val_sim_actions = cat["sim"]
             self._val_baseline = {
                 "mae_raw": action_metrics(cat["raw"], ref, dead_zone=self.val_dead_zone)["action_mae"],
                 "mae_sim": action_metrics(cat["sim"], ref, dead_zone=self.val_dead_zone)["action_mae"],
@@ -498,6 +558,11 @@ class TranslatorModule(L.LightningModule):
             metrics["val/gap_closed"] = math.nan if value is None else value
             metrics["val/action_mae_raw"] = b["mae_raw"]
             metrics["val/action_mae_sim"] = b["mae_sim"]
+        health = translator_health(cat["translated"], self._val_sim_actions,
+                                   cat["moved"], cat["colour"], self.val_dead_zone)
+        metrics.update({f"val/{k}": v for k, v in health.items() if k != "warnings"})
+        for msg in health["warnings"]:
+            log.warning("step %d: %s", self.global_step, msg)
         for k, v in metrics.items():
             self.log(k, v, prog_bar=k in ("val/gap_closed", "val/turn_agreement"), sync_dist=True)
 

@@ -149,10 +149,19 @@ class OnnxGraphModule(nn.Module):
         self.input_names = [i.name for i in graph.input if i.name not in inits]
         self.output_names = list(outputs) if outputs else [o.name for o in graph.output]
         self._attrs = [_attrs(n) for n in self.nodes]
+        # float constants are buffers (they move with the module, so a forward copies nothing
+        # host→device: CUDA graphs can capture it); integer ones are shape maths and stay on the CPU
         self._consts: dict[str, torch.Tensor] = {}
+        self._const_buffers: dict[str, str] = {}
         for n, a in zip(self.nodes, self._attrs, strict=True):
             if n.op_type == "Constant":
-                self._consts[n.output[0]] = torch.from_numpy(numpy_helper.to_array(a["value"]).copy())
+                t = torch.from_numpy(numpy_helper.to_array(a["value"]).copy())
+                if t.is_floating_point():
+                    key = f"c{len(self._const_buffers)}"
+                    self.register_buffer(key, t, persistent=False)
+                    self._const_buffers[n.output[0]] = key
+                else:
+                    self._consts[n.output[0]] = t
 
     def forward(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         if len(inputs) != len(self.input_names):
@@ -161,8 +170,10 @@ class OnnxGraphModule(nn.Module):
         dev = inputs[0].device
         for name, key in self._buffers_by_name.items():
             env[name] = getattr(self, key)
+        for name, key in self._const_buffers.items():
+            env[name] = getattr(self, key)
         for name, t in self._consts.items():
-            env[name] = t.to(dev)
+            env[name] = t if t.dim() == 0 or dev.type == "cpu" else t.to(dev)
         for node, a in zip(self.nodes, self._attrs, strict=True):
             if node.op_type == "Constant":
                 continue
@@ -311,6 +322,14 @@ class TorchPolicy(nn.Module):
         self.net.eval()
         return self
 
+    def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        # made once per device: a host-to-device copy inside a CUDA-graph capture is not allowed
+        cache = self.__dict__.setdefault("_mean_std_cache", {})
+        if device not in cache:
+            cache[device] = (torch.tensor(self.spec.mean, device=device).view(1, 3, 1, 1),
+                             torch.tensor(self.spec.std, device=device).view(1, 3, 1, 1))
+        return cache[device]
+
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) RGB in [-1, 1] → the model's input per the spec (differentiable)."""
         if images.dim() != 4 or images.shape[1] != 3:
@@ -325,8 +344,7 @@ class TorchPolicy(nn.Module):
             x = x / 255.0
         if spec.normalize == "mean_std":
             assert spec.mean is not None and spec.std is not None
-            mean = torch.tensor(spec.mean, device=x.device).view(1, 3, 1, 1)
-            std = torch.tensor(spec.std, device=x.device).view(1, 3, 1, 1)
+            mean, std = self._mean_std(x.device)
             x = (x - mean) / std
         elif spec.normalize == "per_image_mean":
             x = x - x.mean(dim=(2, 3), keepdim=True)

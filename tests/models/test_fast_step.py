@@ -160,3 +160,13 @@ def test_cuda_graphs_match_eager_within_bf16(model: str, tiny_synth: Path, teach
     for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
         # Adam moves each weight by at most ~lr a step: 6 steps bound any drift from rounding
         assert float((pa - pb).abs().max()) <= 12 * lr, name
+    # and the replays did train: 3 fast steps (2 eager + the capture's first replay) are further
+    # from the 6-step eager weights than the 6 fast steps are
+    torch.manual_seed(0)
+    c = make()
+    _fit(c, batches[:3], "fast", accelerator="gpu", precision="bf16-mixed", warmup=2, channels_last=True)
+
+    def dist(x: TranslatorModule) -> float:
+        return sum(float((pa - px).abs().sum()) for pa, px in zip(a.parameters(), x.parameters(), strict=True))
+
+    assert dist(b) < dist(c)

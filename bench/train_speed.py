@@ -1,0 +1,269 @@
+"""Training speed of train_translate.py's own train(cfg): it/s after warm-up, wall time with start-up, peak memory, share of bf16 peak.
+
+Every row is a real ``train_translate.train(cfg)`` run (Lightning, the configured executor,
+TensorBoard, checkpoint callbacks) capped at ``--steps`` iterations, with export and evaluation
+off and validation off (they are not iterations). A callback times the iterations after
+``--warmup`` (CUDA-synchronised); wall time is from before ``train`` to its return, start-up and
+``torch.compile`` included.
+
+    python bench/train_speed.py --json bench/results/train_speed.json            # the default rows
+    python bench/train_speed.py --models cut --batch 8 --step fast --steps 200   # one row
+    python bench/train_speed.py --recipe gpu                                       # experiment=gpu as shipped
+
+The official code's figures (DESIGN.md: H100, 256², batch 1, fp32) are the ×-official reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+#: Official code, H100, 256², batch 1, fp32, torch 2.11 (DESIGN.md): iterations per second.
+OFFICIAL_IT_S = {"cyclegan": 11.8, "cut": 14.6, "fastcut": 21.6}
+#: Policy-loss overrides per model (CUT has no cycle).
+POLICY = {"cyclegan": ["model.policy_losses.cycle=5.0", "model.policy_losses.sim_identity=2.0"],
+          "cut": ["model.policy_losses.sim_identity=2.0"],
+          "fastcut": ["model.policy_losses.sim_identity=2.0"]}
+_OFF = ["model.policy_losses.cycle=0", "model.policy_losses.sim_identity=0"]
+
+
+class SpeedTimer(Callback):
+    """Times training iterations after ``warmup`` and writes ``{it_s, steps, peak_gib}`` to ``out``."""
+
+    def __init__(self, out: str, warmup: int = 30) -> None:
+        self.out, self.warmup = out, int(warmup)
+        self.t0: float | None = None
+        self.n0 = 0
+
+    def _sync(self) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.t0 is None and trainer.global_step >= self.warmup:
+            self._sync()
+            self.t0, self.n0 = time.perf_counter(), trainer.global_step
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self._sync()
+        if trainer.global_rank != 0:
+            return
+        steps = trainer.global_step - self.n0
+        secs = time.perf_counter() - self.t0 if self.t0 is not None else float("nan")
+        peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+        Path(self.out).write_text(json.dumps({"it_s": steps / secs if secs > 0 else float("nan"),
+                                              "timed_steps": steps, "peak_gib": peak,
+                                              "world_size": int(trainer.world_size)}))
+
+
+def iteration_flops(cfg: Any) -> float:
+    """FLOPs of one iteration (every phase's forward + backward), counted by torch on ``cfg.model``."""
+    import hydra
+    from omegaconf import OmegaConf
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import train_translate
+
+    kwargs = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(kwargs, dict)
+    kwargs.update(train_translate._policy_kwargs(cfg, None))
+    m = hydra.utils.instantiate(kwargs, _convert_="all").to("cuda" if torch.cuda.is_available() else "cpu")
+    size = int(cfg.data.crop_size or cfg.data.synth.size)
+    b = int(cfg.data.batch_size)
+    dev = next(m.parameters()).device
+    ctx: dict[str, Any] = {"real": torch.rand(b, 3, size, size, device=dev) * 2 - 1,
+                           "sim": torch.rand(b, 3, size, size, device=dev) * 2 - 1}
+    m.prepare_iteration(ctx, live=False)
+    with FlopCounterMode(display=False) as fc:
+        for phase in m.iteration_phases():
+            if phase.before is not None:
+                phase.before(ctx, False)
+            m.enter_phase(phase)
+            _, total = phase.losses(ctx)
+            total.backward()
+    return float(fc.get_total_flops())
+
+
+def bf16_matmul_tflops() -> float:
+    """Measured dense bf16 matrix rate of this GPU (8192³, median of 10), TFLOP/s."""
+    n = 8192
+    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(10):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        a @ b
+        e.record()
+        torch.cuda.synchronize()
+        times.append(s.elapsed_time(e) / 1000)
+    times.sort()
+    return 2 * n**3 / times[len(times) // 2] / 1e12
+
+
+def compose(overrides: list[str]) -> Any:
+    """The training config with ``overrides``, as ``train_translate.py`` composes it."""
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+
+    import train_translate  # noqa: F401  (registers the ${sum:} resolver)
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return hcompose(config_name="train", overrides=overrides)
+
+
+def run_row(name: str, overrides: list[str], *, steps: int, warmup: int, runs_dir: Path) -> dict[str, Any]:
+    """One capped ``train(cfg)`` run; returns its figures."""
+    from train_translate import train
+
+    safe = "".join(c if c.isalnum() else "_" for c in name)
+    out = runs_dir / f"{safe}.json"
+    ov = [*overrides, f"trainer.max_steps={steps}", "++trainer.limit_val_batches=0",
+          "export.enabled=false", "evaluate.enabled=false", "trainer.enable_progress_bar=false",
+          "callbacks.last_checkpoint.every_n_train_steps=1000000", f"paths.runs_dir={runs_dir}",
+          f"run_name={out.stem}", "+callbacks.speed._target_=bench.train_speed.SpeedTimer",
+          f"+callbacks.speed.out={out}", f"+callbacks.speed.warmup={warmup}"]
+    cfg = compose(ov)
+    t0 = time.perf_counter()
+    res = train(cfg)
+    wall = time.perf_counter() - t0
+    row: dict[str, Any] = {"name": name, "overrides": overrides, "steps": res["global_step"],
+                           "wall_s": wall}
+    if out.exists():
+        row.update(json.loads(out.read_text()))
+    if res.get("rank", 0) != 0:
+        return row
+    row["img_s"] = row["it_s"] * int(cfg.data.batch_size) * int(row.get("world_size", 1))
+    try:
+        row["flops_per_it"] = iteration_flops(cfg)
+    except Exception as exc:  # a FLOP count is a figure, not a reason to lose the row
+        row["flops_per_it"] = None
+        row["flops_error"] = str(exc)
+    return row
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    info: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
+                            "cpu": platform.processor() or platform.machine()}
+    if torch.cuda.is_available():
+        info.update(gpu=torch.cuda.get_device_name(0), cuda=torch.version.cuda,
+                    cudnn=torch.backends.cudnn.version())
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["cyclegan", "cut", "fastcut"])
+    ap.add_argument("--policy", choices=["both", "on", "off"], default="both",
+                    help="rows with and/or without the policy losses")
+    ap.add_argument("--step", nargs="+", default=["fast"], help="executors to time (eager, fast)")
+    ap.add_argument("--batch", nargs="+", type=int, default=[1])
+    ap.add_argument("--size", type=int, default=256, help="training crop size (official: 256)")
+    ap.add_argument("--compile", action="store_true", help="also rows with step.compile=true")
+    ap.add_argument("--steps", type=int, default=330)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--data-root", default=None, help="dataset root (default: a small jetbot_synth at --size)")
+    ap.add_argument("--policy-path", default=None,
+                    help="frozen policy for the policy rows (default: the dataset's reference policy)")
+    ap.add_argument("--recipe", default=None, help="time an experiment as shipped instead, e.g. gpu")
+    ap.add_argument("--extra", nargs="*", default=[], help="overrides added to every row")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+
+    rows: list[dict[str, Any]] = []
+    runs_dir = Path(tempfile.mkdtemp(prefix="train_speed_"))
+    peak = bf16_matmul_tflops() if torch.cuda.is_available() else None
+    common = ["select_by=null", *args.extra]
+    if args.recipe:
+        plan = [(f"experiment={args.recipe}", [f"experiment={args.recipe}", *common])]
+    else:
+        data = [f"data.synth.size={args.size}", "data.synth.n_real=200", "data.synth.n_sim=200",
+                "data.synth.n_val=20", "data.synth.n_test=20", "data.load_size=null",
+                "data.crop_size=null", "data.num_workers=4", "data.steps_per_epoch=100000"]
+        if args.data_root:
+            data.append(f"data.root={args.data_root}")
+        pol = [f"policy.path={args.policy_path}"] if args.policy_path else []
+        plan = []
+        for model in args.models:
+            for batch in args.batch:
+                for step in args.step:
+                    for compiled in ([False, True] if args.compile else [False]):
+                        for on in {"both": [False, True], "on": [True], "off": [False]}[args.policy]:
+                            ov = [f"model={model}", "experiment=full", f"step={step}", *data, *pol,
+                                  f"data.batch_size={batch}", *_OFF, *(POLICY[model] if on else []),
+                                  *(["step.compile=true"] if compiled else []), *common]
+                            name = (f"{model}{'+policy' if on else ''} b{batch} {step}"
+                                    f"{' compile' if compiled else ''}")
+                            plan.append((name, ov))
+    for name, ov in plan:
+        print(f"[train_speed] {name}", flush=True)
+        try:
+            row = run_row(name, ov, steps=args.steps, warmup=args.warmup, runs_dir=runs_dir)
+        except Exception as exc:  # keep going: one failing row must not lose the others
+            row = {"name": name, "overrides": ov, "error": f"{type(exc).__name__}: {exc}"}
+        if peak and row.get("flops_per_it"):
+            row["tflops"] = row["flops_per_it"] * row["it_s"] / 1e12
+            row["share_of_bf16_peak"] = row["tflops"] / peak
+        model = name.split("+")[0].split(" ")[0]
+        if model in OFFICIAL_IT_S and " b1 " in f" {name} " and "it_s" in row:
+            row["x_official"] = row["it_s"] / OFFICIAL_IT_S[model]
+        rows.append(row)
+        if args.json and _rank() == 0:
+            _save(args.json, rows, peak)
+    if _rank() == 0:
+        _print(rows, peak)
+    return 0 if all("error" not in r for r in rows) else 1
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _save(path: str, rows: list[dict[str, Any]], peak: float | None) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"machine": machine(), "bf16_matmul_tflops": peak, "rows": rows}, indent=1))
+
+
+def _print(rows: list[dict[str, Any]], peak: float | None) -> None:
+    m = machine()
+    print(f"\nmachine: {m.get('gpu', m['cpu'])}, torch {m['torch']}"
+          + (f", bf16 matmul {peak:.0f} TFLOP/s measured" if peak else ""))
+    print(f"{'row':34s} {'it/s':>7s} {'img/s':>7s} {'x off.':>6s} {'TFLOP/s':>8s} {'% peak':>6s} "
+          f"{'wall s':>7s} {'GiB':>5s}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['name']:34s} ERROR {r['error'][:60]}")
+            continue
+
+        def f(k: str, fmt: str, r: dict[str, Any] = r) -> str:
+            v = r.get(k)
+            return format(v, fmt) if isinstance(v, (int, float)) else "–"
+
+        share = r.get("share_of_bf16_peak")
+        print(f"{r['name']:34s} {f('it_s', '7.1f')} {f('img_s', '7.1f')} {f('x_official', '6.2f')} "
+              f"{f('tflops', '8.1f')} {format(100 * share, '6.1f') if share else '     –'} "
+              f"{f('wall_s', '7.1f')} {f('peak_gib', '5.1f')}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Tests for validation by action agreement: the report's definitions, raw-frame baseline, health checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from models.base import translator_health
+from models.cyclegan.module import CycleGANModule
+from translate.metrics import action_metrics, gap_closed
+
+
+def _module(tiny_synth: Path) -> CycleGANModule:
+    torch.manual_seed(0)
+    return CycleGANModule(generator={"ngf": 8, "n_blocks": 2}, discriminator={"ndf": 8},
+                          policy={"path": str(tiny_synth / "policy" / "policy.onnx"), "spec": None})
+
+
+def _validate(m: CycleGANModule, batches: list[dict[str, Any]]) -> dict[str, float]:
+    logged: dict[str, float] = {}
+    m.log = lambda k, v, **kw: logged.__setitem__(k, float(v))  # type: ignore[method-assign]
+    m.eval()
+    for i, b in enumerate(batches):
+        m.validation_step(b, i)
+    m.on_validation_epoch_end()
+    return logged
+
+
+def test_validation_uses_the_report_definitions_against_raw_frames(tiny_synth: Path) -> None:
+    g = torch.Generator().manual_seed(0)
+    batches = [{"real": torch.rand(4, 3, 48, 48, generator=g) * 2 - 1,
+                "raw": torch.rand(4, 3, 48, 48, generator=g) * 2 - 1,
+                "sim": torch.rand(4, 3, 48, 48, generator=g) * 2 - 1,
+                "action": torch.rand(4, 2, generator=g) * 2 - 1} for _ in range(2)]
+    m = _module(tiny_synth)
+    logged = _validate(m, batches)
+    pol = m.frozen_policy
+    assert pol is not None
+    with torch.no_grad():
+        ref = torch.cat([b["action"] for b in batches]).numpy()
+        tr = torch.cat([pol(m(b["real"])).action for b in batches]).numpy()
+        raw = torch.cat([pol(b["raw"]).action for b in batches]).numpy()  # not the corrected frames
+        sim = torch.cat([pol(b["sim"]).action for b in batches]).numpy()
+    mae = {k: action_metrics(v, ref)["action_mae"] for k, v in {"tr": tr, "raw": raw, "sim": sim}.items()}
+    expected, _ = gap_closed(mae["raw"], mae["tr"], mae["sim"])
+    assert logged["val/gap_closed"] == pytest.approx(expected, rel=1e-5)
+    assert logged["val/action_mae"] == pytest.approx(mae["tr"], rel=1e-5)
+    assert logged["val/turn_agreement"] == pytest.approx(action_metrics(tr, ref)["turn_agreement"])
+    assert logged["val/frames"] == 8
+    assert {"val/action_spread", "val/turn_mode_share", "val/moved", "val/colour_spread"} <= set(logged)
+
+
+def test_validation_gap_closed_is_nan_without_a_gap(tiny_synth: Path) -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 3, 48, 48, generator=g) * 2 - 1
+    batch = {"real": x, "raw": x, "sim": x, "action": torch.zeros(4, 2)}  # raw == sim: no gap
+    logged = _validate(_module(tiny_synth), [batch])
+    assert np.isnan(logged["val/gap_closed"])
+
+
+def test_translator_health_flags_collapse_identity_and_constant_output() -> None:
+    rng = np.random.default_rng(0)
+    sim = rng.uniform(-1, 1, (50, 2))
+    healthy = translator_health(sim + rng.normal(0, 0.1, (50, 2)), sim, np.full(50, 0.2),
+                                rng.uniform(-1, 1, (50, 3)))
+    assert healthy["warnings"] == []
+    collapsed = translator_health(np.tile([[-1.0, 1.0]], (50, 1)), sim, np.full(50, 0.2),
+                                  rng.uniform(-1, 1, (50, 3)))
+    assert any("collapsed" in w for w in collapsed["warnings"]) and collapsed["turn_mode_share"] == 1.0
+    ident = translator_health(sim, sim, np.full(50, 0.001), np.zeros((50, 3)))
+    assert any("output ≈ input" in w for w in ident["warnings"])
+    assert any("near-constant output" in w for w in ident["warnings"])
