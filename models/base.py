@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.networks import NLayerDiscriminator, ResnetGenerator, init_weights
+from models.checkpointing import load_lightning_generator
+from models.networks import build_discriminator, build_generator
 from translate.torch_policy import TorchPolicy, load_torch_policy
 
 log = logging.getLogger(__name__)
@@ -169,65 +170,6 @@ def translator_health(
         warnings_.append(f"translator health: near-constant output (colour spread {out['colour_spread']:.4f})")
     out["warnings"] = warnings_
     return out
-
-
-def build_generator(
-    *,
-    ngf: int = 64,
-    n_blocks: int = 9,
-    antialias: bool = False,
-    antialias_up: bool = False,
-    use_dropout: bool = False,
-    separable: bool = False,
-    space_to_depth: int = 1,
-    residual: bool = False,
-    init_type: str = "normal",
-    init_gain: float = 0.02,
-    input_nc: int = 3,
-    output_nc: int = 3,
-) -> ResnetGenerator:
-    """Build and initialise a ResNet generator from plain config values.
-
-    Args:
-        ngf: channels of the first conv (64 official, 16 for the CPU demo).
-        n_blocks: residual blocks (9 official for 256², 6 for small images).
-        antialias, antialias_up: CUT's blur-pool down / blur up-sampling.
-        use_dropout: dropout in the residual blocks (off officially).
-        separable: depthwise-separable residual blocks (the edge preset).
-        space_to_depth: run at 1/s resolution (PixelUnshuffle in, PixelShuffle out).
-        residual: predict ``tanh(atanh(x) + net(x))``, starting as the identity.
-        init_type, init_gain: weight init (``normal`` for CycleGAN, ``xavier`` for CUT).
-
-    Returns:
-        The generator, mapping (N, 3, H, W) in [-1, 1] to (N, 3, H, W) in [-1, 1].
-    """
-    kwargs: dict[str, Any] = dict(
-        input_nc=input_nc, output_nc=output_nc, ngf=ngf, n_blocks=n_blocks,
-        use_dropout=use_dropout, antialias=antialias, antialias_up=antialias_up,
-    )
-    net = ResnetGenerator(**kwargs, separable=separable, space_to_depth=space_to_depth,
-                          residual=residual)
-    init_weights(net, init_type=init_type, init_gain=init_gain)
-    return net
-
-
-def build_discriminator(
-    *,
-    ndf: int = 64,
-    n_layers: int = 3,
-    antialias: bool = False,
-    init_type: str = "normal",
-    init_gain: float = 0.02,
-    input_nc: int = 3,
-) -> NLayerDiscriminator:
-    """Build and initialise a PatchGAN discriminator (70×70 receptive field with 3 layers).
-
-    Returns:
-        The discriminator, mapping (N, 3, H, W) to a patch map (N, 1, H', W').
-    """
-    net = NLayerDiscriminator(input_nc=input_nc, ndf=ndf, n_layers=n_layers, antialias=antialias)
-    init_weights(net, init_type=init_type, init_gain=init_gain)
-    return net
 
 
 def linear_decay_lambda(n_epochs: int, n_epochs_decay: int):  # noqa: ANN201 - a closure
@@ -461,8 +403,6 @@ class TranslatorModule(L.LightningModule):
         if not self.distill_cfg.on:
             return None
         if self._teacher is None:
-            from models.checkpointing import load_lightning_generator
-
             try:
                 gen, _, _ = load_lightning_generator(str(self.distill_cfg.teacher))
             except FileNotFoundError as exc:
@@ -735,7 +675,20 @@ class TranslatorModule(L.LightningModule):
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`extra_state` returned."""
 
+    def remember_generator(self, kwargs: Mapping[str, Any], prefix: str) -> None:
+        """Record the real→sim generator's build kwargs and state_dict prefix for checkpoints.
+
+        Saved as ``checkpoint["translator_generator"]``, so the generator can be rebuilt from a
+        checkpoint with :func:`models.networks.build_generator` alone
+        (:func:`models.checkpointing.load_lightning_generator`), without this module's class.
+        """
+        self.__dict__["_generator_record"] = {"kwargs": dict(kwargs), "prefix": prefix}
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        record = self.__dict__.get("_generator_record")
+        if record is not None:
+            checkpoint["translator_generator"] = {"kwargs": dict(record["kwargs"]), "prefix": record["prefix"],
+                                                  "name": str(getattr(self, "name", ""))}
         rng: dict[str, Any] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()

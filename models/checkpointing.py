@@ -13,6 +13,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
+from models.networks import GENERATOR_DEFAULTS, build_generator
 from translate.fsutil import atomic_write_bytes
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "CheckpointKindError",
     "SaveLastOnTrainEnd",
     "checkpoint_kind",
+    "generator_record",
     "load_checkpoint",
     "load_lightning_generator",
     "resolve_ckpt_path",
@@ -158,45 +160,60 @@ def checkpoint_kind(ckpt: Mapping[str, Any], path: str | os.PathLike[str] = "che
     )
 
 
-def load_lightning_generator(path: str | os.PathLike[str]) -> tuple[nn.Module, str, dict[str, Any]]:
-    """Rebuild the real→sim generator from a Lightning checkpoint of CUTModule / CycleGANModule.
+def generator_record(ckpt: Mapping[str, Any], path: str | os.PathLike[str] = "checkpoint") -> dict[str, Any]:
+    """How to rebuild a checkpoint's real→sim generator: ``{"kwargs", "prefix", "name"}``.
 
-    The module is built from the saved hyper-parameters (a frozen policy and its loss weights, if
-    any, are left out: export needs only the generator) and the generator's weights are loaded ``strict=True``
-    from the weights-only ``state_dict``.
+    Checkpoints written since the generator record exists carry it (``translator_generator``);
+    for older ones it is derived from ``hyper_parameters["generator"]`` and the model's defaults
+    (:data:`models.networks.GENERATOR_DEFAULTS`) — the same merge the modules do.
+
+    Raises:
+        CheckpointKindError: the checkpoint is neither CUT nor CycleGAN (see :func:`checkpoint_kind`).
+    """
+    rec = ckpt.get("translator_generator") if isinstance(ckpt, Mapping) else None
+    if isinstance(rec, Mapping) and isinstance(rec.get("kwargs"), Mapping) and rec.get("prefix"):
+        out = {"kwargs": dict(rec["kwargs"]), "prefix": str(rec["prefix"]), "name": str(rec.get("name") or "")}
+    else:
+        kind = checkpoint_kind(ckpt, path)
+        hparams = dict(ckpt.get("hyper_parameters") or {})
+        out = {"kwargs": {**GENERATOR_DEFAULTS[kind], **dict(hparams.get("generator") or {})},
+               "prefix": "netG_A." if kind == "cyclegan" else "netG.", "name": str(hparams.get("name") or kind)}
+    if not out["name"]:
+        out["name"] = str((ckpt.get("hyper_parameters") or {}).get("name") or checkpoint_kind(ckpt, path))
+    return out
+
+
+def load_lightning_generator(path: str | os.PathLike[str]) -> tuple[nn.Module, str, dict[str, Any]]:
+    """Rebuild the real→sim generator from a ``train_translate.py`` checkpoint (CUT / CycleGAN).
+
+    Needs only the generator's config stored in the checkpoint (:func:`generator_record`) and
+    :func:`models.networks.build_generator`: no training module is built, no policy or teacher is
+    loaded. The weights are loaded ``strict=True`` from the weights-only ``state_dict``.
 
     Args:
         path: a ``.ckpt`` written by ``train_translate.py``.
 
     Returns:
         ``(generator, model_name, checkpoint)``: the generator on the CPU in eval mode, the
-        ``name`` hyper-parameter (``cut``, ``fastcut``, ``cyclegan``) and the loaded dict.
+        model's ``name`` (``cut``, ``fastcut``, ``cyclegan``) and the loaded dict.
 
     Raises:
         FileNotFoundError: no such file.
         ValueError: unreadable file, unknown kind, or weights that do not fit.
     """
     ckpt = load_checkpoint(path)
-    kind = checkpoint_kind(ckpt, path)
-    hparams = {k: v for k, v in dict(ckpt.get("hyper_parameters") or {}).items()
-               if k not in ("_target_", "policy", "policy_losses", "distill")}
-    if kind == "cut":
-        from models.cut.module import CUTModule  # imported here: models.base imports this module
-
-        module: Any = CUTModule(**hparams)
-        prefix, generator = "netG.", module.netG
-    else:
-        from models.cyclegan.module import CycleGANModule
-
-        module = CycleGANModule(**hparams)
-        prefix, generator = "netG_A.", module.netG_A
+    rec = generator_record(ckpt, path)
+    try:
+        generator = build_generator(**rec["kwargs"])
+    except TypeError as exc:
+        raise ValueError(f"{path}: the stored generator config {rec['kwargs']} does not build: {exc}") from exc
+    prefix = rec["prefix"]
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     try:
         generator.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ValueError(
             f"{path}: the {prefix}* weights do not fit the generator built from the "
-            f"checkpoint's hyper_parameters: {exc}"
+            f"checkpoint's generator config: {exc}"
         ) from exc
-    name = str(hparams.get("name") or kind)
-    return generator.eval(), name, ckpt
+    return generator.eval(), rec["name"], ckpt

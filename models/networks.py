@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "DISCRIMINATOR_DEFAULTS",
     "EDGE_GENERATOR_PRESET",
+    "GENERATOR_DEFAULTS",
     "BlurDownsample",
     "BlurUpsample",
     "NLayerDiscriminator",
@@ -18,6 +20,8 @@ __all__ = [
     "ResnetBlock",
     "ResnetGenerator",
     "SeparableConv2d",
+    "build_discriminator",
+    "build_generator",
     "define_generator",
     "edge_generator_kwargs",
     "init_weights",
@@ -746,3 +750,75 @@ def define_generator(kind: str, **kwargs: Any) -> ResnetGenerator:
     if kind not in _GENERATOR_KINDS:
         raise ValueError(f"kind must be one of {sorted(_GENERATOR_KINDS)}, got {kind!r}")
     return ResnetGenerator(**{**_GENERATOR_KINDS[kind], **kwargs})
+
+
+#: Per-model defaults under ``model.generator`` / ``model.discriminator`` (the official codes'):
+#: CycleGAN initialises normal(0, 0.02); CUT xavier and antialiases down- and up-sampling. The
+#: modules and the checkpoint loader read them from here, so a generator is rebuilt the same way.
+GENERATOR_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cyclegan": {"init_type": "normal"},
+    "cut": {"init_type": "xavier", "antialias": True, "antialias_up": True},
+}
+DISCRIMINATOR_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cyclegan": {"init_type": "normal"},
+    "cut": {"init_type": "xavier", "antialias": True},
+}
+
+
+def build_generator(
+    *,
+    ngf: int = 64,
+    n_blocks: int = 9,
+    antialias: bool = False,
+    antialias_up: bool = False,
+    use_dropout: bool = False,
+    separable: bool = False,
+    space_to_depth: int = 1,
+    residual: bool = False,
+    init_type: str = "normal",
+    init_gain: float = 0.02,
+    input_nc: int = 3,
+    output_nc: int = 3,
+) -> ResnetGenerator:
+    """Build and initialise a ResNet generator from plain config values.
+
+    Args:
+        ngf: channels of the first conv (64 official, 16 for the CPU demo).
+        n_blocks: residual blocks (9 official for 256², 6 for small images).
+        antialias, antialias_up: CUT's blur-pool down / blur up-sampling.
+        use_dropout: dropout in the residual blocks (off officially).
+        separable: depthwise-separable residual blocks (the edge preset).
+        space_to_depth: run at 1/s resolution (PixelUnshuffle in, PixelShuffle out).
+        residual: predict ``tanh(atanh(x) + net(x))``, starting as the identity.
+        init_type, init_gain: weight init (``normal`` for CycleGAN, ``xavier`` for CUT).
+
+    Returns:
+        The generator, mapping (N, 3, H, W) in [-1, 1] to (N, 3, H, W) in [-1, 1].
+    """
+    kwargs: dict[str, Any] = dict(
+        input_nc=input_nc, output_nc=output_nc, ngf=ngf, n_blocks=n_blocks,
+        use_dropout=use_dropout, antialias=antialias, antialias_up=antialias_up,
+    )
+    net = ResnetGenerator(**kwargs, separable=separable, space_to_depth=space_to_depth,
+                          residual=residual)
+    init_weights(net, init_type=init_type, init_gain=init_gain)
+    return net
+
+
+def build_discriminator(
+    *,
+    ndf: int = 64,
+    n_layers: int = 3,
+    antialias: bool = False,
+    init_type: str = "normal",
+    init_gain: float = 0.02,
+    input_nc: int = 3,
+) -> NLayerDiscriminator:
+    """Build and initialise a PatchGAN discriminator (70×70 receptive field with 3 layers).
+
+    Returns:
+        The discriminator, mapping (N, 3, H, W) to a patch map (N, 1, H', W').
+    """
+    net = NLayerDiscriminator(input_nc=input_nc, ndf=ndf, n_layers=n_layers, antialias=antialias)
+    init_weights(net, init_type=init_type, init_gain=init_gain)
+    return net

@@ -9,9 +9,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.base import Phase, TranslatorModule, build_discriminator, build_generator
+from models.base import Phase, TranslatorModule
 from models.losses import GANLoss, PatchNCELoss
-from models.networks import PatchSampleF, init_weights
+from models.networks import (
+    DISCRIMINATOR_DEFAULTS,
+    GENERATOR_DEFAULTS,
+    PatchSampleF,
+    build_discriminator,
+    build_generator,
+    init_weights,
+)
 
 __all__ = ["CUTModule"]
 
@@ -31,8 +38,8 @@ class CUTModule(TranslatorModule):
     from the start.
 
     Args:
-        generator, discriminator: kwargs of :func:`models.base.build_generator` /
-            :func:`models.base.build_discriminator`.
+        generator, discriminator: kwargs of :func:`models.networks.build_generator` /
+            :func:`models.networks.build_discriminator`.
         gan_mode: ``lsgan`` | ``vanilla`` | ``nonsaturating``.
         lambda_GAN, lambda_NCE: loss weights.
         nce_idt: also apply PatchNCE between sim frames and G(sim) (identity).
@@ -69,8 +76,9 @@ class CUTModule(TranslatorModule):
         super().__init__(**base)
         self.save_hyperparameters()
         self.name = name
-        g = {"init_type": "xavier", "antialias": True, "antialias_up": True, **(generator or {})}
-        d = {"init_type": "xavier", "antialias": True, **(discriminator or {})}
+        g = {**GENERATOR_DEFAULTS["cut"], **(generator or {})}
+        d = {**DISCRIMINATOR_DEFAULTS["cut"], **(discriminator or {})}
+        self.remember_generator(g, "netG.")
         self.netG = build_generator(**g)
         self.netD = build_discriminator(**d)
         self.nce_layers = [int(i) for i in nce_layers]

@@ -11,8 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import Phase, TranslatorModule, build_discriminator, build_generator
+from models.base import Phase, TranslatorModule
 from models.losses import GANLoss
+from models.networks import (
+    DISCRIMINATOR_DEFAULTS,
+    GENERATOR_DEFAULTS,
+    build_discriminator,
+    build_generator,
+)
 from models.pool import ImagePool
 
 __all__ = ["CycleGANModule", "CycleGANOutputs"]
@@ -41,8 +47,8 @@ class CycleGANModule(TranslatorModule):
     ``forward(x)`` is G_A alone: the translator that is exported and run on the robot.
 
     Args:
-        generator: kwargs of :func:`models.base.build_generator` (shared by G_A and G_B).
-        discriminator: kwargs of :func:`models.base.build_discriminator`.
+        generator: kwargs of :func:`models.networks.build_generator` (shared by G_A and G_B).
+        discriminator: kwargs of :func:`models.networks.build_discriminator`.
         gan_mode: ``lsgan`` | ``vanilla`` | ``nonsaturating``.
         lambda_A, lambda_B: cycle weights (real→sim→real, sim→real→sim).
         lambda_identity: identity weight relative to λ (0 disables the identity forward passes).
@@ -72,8 +78,9 @@ class CycleGANModule(TranslatorModule):
         super().__init__(**base)
         self.save_hyperparameters()
         self.name = name
-        g = {"init_type": "normal", **(generator or {})}
-        d = {"init_type": "normal", **(discriminator or {})}
+        g = {**GENERATOR_DEFAULTS["cyclegan"], **(generator or {})}
+        d = {**DISCRIMINATOR_DEFAULTS["cyclegan"], **(discriminator or {})}
+        self.remember_generator(g, "netG_A.")
         self.netG_A = build_generator(**g)
         self.netG_B = build_generator(**g)
         self.netD_A = build_discriminator(**d)
