@@ -189,13 +189,20 @@ def _evaluate_after_training(cfg: DictConfig, datamodule: Any, onnx_path: str) -
 
 
 def default_experiment(argv: list[str]) -> list[str]:
-    """Pick the recipe when the command line names none: ``cpu_demo`` without a GPU, ``gpu`` with."""
-    if any(a.split("=")[0].lstrip("+~") == "experiment" for a in argv):
+    """Pick the recipe when the command line names none: ``cpu_demo`` without a GPU, ``gpu`` with.
+
+    The choice goes first, so every Hydra flag (``--cfg job``, ``-m``, ``--help``) works in any
+    position; ``experiment=null`` (or ``none``) means no recipe (``train.yaml`` as it is).
+    """
+    named = [a for a in argv if not a.startswith("-") and a.split("=")[0].lstrip("+~") == "experiment"]
+    if named:
+        if any(a.split("=", 1)[-1].strip().lower() in ("null", "none", "") for a in named if "=" in a):
+            return [a for a in argv if a not in named]
         return argv
     recipe = "gpu" if torch.cuda.is_available() else "cpu_demo"
     print(f"[train_translate] no experiment= given: using experiment={recipe} "
           f"({'GPU' if recipe == 'gpu' else 'no GPU'} found)")
-    return [*argv, f"experiment={recipe}"]
+    return [f"experiment={recipe}", *argv]
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")

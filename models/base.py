@@ -202,6 +202,8 @@ class TranslatorModule(L.LightningModule):
     """
 
     automatic_optimization = False
+    #: names of ``configure_optimizers``' optimisers, for ``train/lr_<name>`` (subclasses extend)
+    optimizer_names: tuple[str, ...] = ("G", "D")
 
     def __init__(
         self,
@@ -296,9 +298,8 @@ class TranslatorModule(L.LightningModule):
                 s.last_epoch = epoch - 1  # type: ignore[union-attr]
                 s.step()  # type: ignore[union-attr,call-arg]
         self._lr_epoch = epoch
-        opt = self.optimizers()
-        first = opt[0] if isinstance(opt, list) else opt
-        self.log("train/lr", first.param_groups[0]["lr"], on_step=True, on_epoch=False)
+        for name, opt in zip(self.optimizer_names, self.lightning_optimizers(), strict=False):
+            self.log(f"train/lr_{name}", float(opt.param_groups[0]["lr"]), on_step=True, on_epoch=False)
 
     def _global_rank(self) -> int:
         trainer = getattr(self, "_trainer", None)

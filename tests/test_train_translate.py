@@ -217,3 +217,31 @@ def test_ddp_gloo_two_processes_match_single_process(tiny_unpaired: Path, tmp_pa
     assert len(a) == len(b) == 20
     mean_a, mean_b = sum(a) / 20, sum(b) / 20
     assert abs(mean_a - mean_b) / mean_b < 0.3, (mean_a, mean_b)
+
+
+def test_default_experiment_goes_first_so_hydra_flags_work_anywhere() -> None:
+    from train_translate import default_experiment
+
+    out = default_experiment(["model=cut", "--cfg", "job"])
+    assert out[0].startswith("experiment=") and out[1:] == ["model=cut", "--cfg", "job"]
+    assert default_experiment(["experiment=full", "-m"]) == ["experiment=full", "-m"]
+    assert default_experiment(["experiment=null", "model=cut"]) == ["model=cut"]  # no recipe
+
+
+def test_logger_none_trains_and_names_learning_rates(compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path) -> None:
+    from train_translate import train
+
+    ov = tiny_train_overrides("cut", tiny_unpaired, tmp_path, steps=2) + ["export.enabled=false", "logger=none"]
+    assert train(compose_cfg("train", ov))["global_step"] == 2
+    cfg = compose_cfg("train", tiny_train_overrides("cyclegan", tiny_unpaired, tmp_path / "tb", steps=2)
+                      + ["export.enabled=false", "trainer.log_every_n_steps=1"])
+    run = Path(train(cfg)["run_dir"])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    for f in (run / "tb").glob("events.out.tfevents.*"):
+        ea = EventAccumulator(str(f))
+        ea.Reload()
+        tags |= set(ea.Tags()["scalars"])
+    assert {"train/lr_G", "train/lr_D"} <= tags
+    assert not any(t.startswith("lr-Adam") for t in tags)

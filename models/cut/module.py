@@ -55,6 +55,8 @@ class CUTModule(TranslatorModule):
         forward: (N, 3, H, W) in [-1, 1] → (N, 3, H, W) in [-1, 1], H and W multiples of 4.
     """
 
+    optimizer_names = ("G", "D", "F")
+
     def __init__(
         self,
         *,
