@@ -134,10 +134,11 @@ class FunctionTranslator:
         return self.fn(frames)
 
 
-def _to_uint8(y: np.ndarray) -> np.ndarray:
-    """[-1, 1] float NCHW → uint8 NHWC, rounded half to even like the robot graph."""
-    out = np.rint((np.asarray(y, np.float32) + 1.0) * 127.5)
-    return np.clip(out, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+def _to_uint8(y: np.ndarray, what: str = "translator") -> np.ndarray:
+    """[-1, 1] float NCHW → uint8 NHWC (:func:`translate.runtime.unit_to_uint8`; non-finite: error)."""
+    from translate.runtime import unit_to_uint8
+
+    return unit_to_uint8(y, what=what)
 
 
 def _to_unit(frames: np.ndarray) -> np.ndarray:
@@ -264,7 +265,7 @@ class TorchModuleTranslator:
         with torch.inference_mode():
             for i in range(0, len(frames), self.batch_size):
                 x = torch.from_numpy(_to_unit(frames[i : i + self.batch_size])).to(self.device)
-                outs.append(_to_uint8(self.module(x).float().cpu().numpy()))
+                outs.append(_to_uint8(self.module(x).float().cpu().numpy(), f"translator {self.name!r}"))
         return np.concatenate(outs) if outs else np.zeros_like(frames)
 
 

@@ -441,6 +441,13 @@ def export_generator(
         )
     out = Path(out_dir)
     gen = _frozen_copy(generator)
+    bad = [n for n, t in [*gen.named_parameters(), *gen.named_buffers()]
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ExportParityError(
+            f"the generator has non-finite weights ({bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}):"
+            f" a diverged or corrupted checkpoint; nothing was written to {out}"
+        )
     rng = torch.Generator().manual_seed(seed)
     meta_of = functools.partial(
         _metadata,

@@ -19,12 +19,14 @@ from translate.policy import PolicySpec, preprocess
 __all__ = [
     "FUSED_ACTION",
     "FusedPolicy",
+    "NonFiniteTranslationError",
     "PREFERRED_PROVIDERS",
     "Translator",
     "default_providers",
     "fuse_translator_and_policy",
     "main",
     "read_onnx_metadata",
+    "unit_to_uint8",
 ]
 
 log = logging.getLogger(__name__)
@@ -154,6 +156,38 @@ def read_onnx_metadata(path: str | os.PathLike[str],
             f"{EXPORT_FORMAT_VERSION}); update sim2real-translate"
         )
     return meta
+
+
+
+class NonFiniteTranslationError(ValueError):
+    """A translator produced NaN or infinite values (diverged or corrupted weights)."""
+
+
+def unit_to_uint8(y: np.ndarray, *, what: str = "translator") -> np.ndarray:
+    """A translator's float output in [-1, 1] (NCHW) → uint8 RGB frames (NHWC), rounded half to even.
+
+    The one definition of this step (the robot graph does the same in-graph). A non-finite
+    value would silently become black; it is an error instead.
+
+    Args:
+        y: (N, 3, H, W) float.
+        what: the translator, for the message.
+
+    Returns:
+        (N, H, W, 3) uint8.
+
+    Raises:
+        NonFiniteTranslationError: ``y`` holds NaN or inf; the message names ``what`` and how many.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    finite = np.isfinite(y)
+    if not finite.all():
+        raise NonFiniteTranslationError(
+            f"{what} returned {int((~finite).sum())} non-finite values in {y.shape[0]} frame(s): "
+            "its weights diverged or are corrupted; nothing was scored"
+        )
+    out = np.clip(np.rint((y + np.float32(1.0)) * np.float32(127.5)), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(out.transpose(0, 2, 3, 1))
 
 
 class _FrameModel:
@@ -328,9 +362,7 @@ class Translator(_FrameModel):
         y = self.session.run(None, {self._input_name: self._feed(corrected)})[0]
         if self._uint8_input:  # the robot graph rounds and clamps itself
             return np.asarray(y, dtype=np.uint8)
-        y = (y + np.float32(1.0)) * np.float32(127.5)
-        out = np.clip(np.rint(y), 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(out.transpose(0, 2, 3, 1))
+        return unit_to_uint8(y, what=f"translator {self.path}")
 
     def translate(self, frames: np.ndarray) -> np.ndarray:
         """Real frames → sim-look frames.

@@ -336,3 +336,12 @@ def test_export_from_a_cuda_module(tmp_path: Path) -> None:
     with torch.no_grad():
         want = module.netG.eval()(x.cuda()).cpu().numpy()
     assert np.abs(_run(info["onnx"], x.numpy()) - want).max() <= 1e-4
+
+
+def test_export_refuses_a_generator_with_non_finite_weights(tmp_path: Path) -> None:
+    g = _generator()
+    with torch.no_grad():
+        next(g.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(ExportParityError, match=r"non-finite weights \(.*nothing was written"):
+        export_generator(g, tmp_path / "nan", image_size=32)
+    assert not (tmp_path / "nan" / CORE_FILE).exists()

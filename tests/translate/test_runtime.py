@@ -245,3 +245,27 @@ def test_fuse_errors(exported: dict[str, Any], tmp_path: Path) -> None:
     assert not (tmp_path / "f.onnx").exists()
     with pytest.raises(ValueError, match="sim2real.format_version"):
         read_onnx_metadata(good)
+
+
+def test_non_finite_translation_is_an_error_not_black_frames() -> None:
+    from translate.runtime import NonFiniteTranslationError, unit_to_uint8
+
+    y = np.zeros((2, 3, 4, 4), np.float32)
+    assert unit_to_uint8(y).shape == (2, 4, 4, 3) and int(unit_to_uint8(y)[0, 0, 0, 0]) == 128
+    y[1, 0, 0, 0] = np.nan
+    with pytest.raises(NonFiniteTranslationError, match=r"translator x\.onnx returned 1 non-finite values in 2 frame"):
+        unit_to_uint8(y, what="translator x.onnx")
+
+
+def test_torch_translator_with_nan_weights_stops_the_evaluation() -> None:
+    import torch
+
+    from translate.evaluate import TorchModuleTranslator
+    from translate.runtime import NonFiniteTranslationError
+
+    net = torch.nn.Conv2d(3, 3, 1)
+    with torch.no_grad():
+        net.weight.fill_(float("nan"))
+    t = TorchModuleTranslator(net, "nan-translator")
+    with pytest.raises(NonFiniteTranslationError, match="nan-translator"):
+        t(np.zeros((1, 8, 8, 3), np.uint8))
