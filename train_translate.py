@@ -16,7 +16,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from models.base import NonFiniteLossError
-from models.checkpointing import AtomicCheckpointIO, SaveLastOnTrainEnd, resolve_ckpt_path
+from models.checkpointing import (
+    AtomicCheckpointIO,
+    SaveLastOnTrainEnd,
+    remove_orphaned_temp_files,
+    resolve_ckpt_path,
+)
 from models.fast_step import build_executor
 
 log = logging.getLogger("train_translate")
@@ -51,6 +56,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
+    removed = remove_orphaned_temp_files(run_dir / "checkpoints")
+    if removed:
+        log.info("removed %d temporary file(s) of interrupted checkpoint writes in %s",
+                 len(removed), run_dir / "checkpoints")
     ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
     if ckpt is None and (run_dir / "checkpoints" / "last.ckpt").exists():
         log.warning("%s already has a checkpoint; starting a fresh run over it "

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datasets.folders import find_paired_samples, resolve_unpaired_folders
+from datasets.sampling import KeyedRandomSampler, item_generator
 from datasets.unpaired import UnpairedImageDataset, build_transform, to_tensor
 from translate.camera import CameraCorrection, load_camera_yaml
 from translate.imageio import read_image
@@ -74,9 +75,12 @@ class WithPairs(Dataset[dict[str, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = dict(self.base[i])
-        j = int(torch.randint(len(self.pairs), (1,)).item())
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        item = dict(self.base[key])  # type: ignore[index]
+        _, g = item_generator(key)
+        if g is not None:  # a draw of its own, apart from the base item's
+            g.manual_seed(int(torch.randint(2**62, (1,), generator=g).item()) ^ 0x5BD1E995)
+        j = int(torch.randint(len(self.pairs), (1,), generator=g).item())
         pair = self.pairs[j]
         item["paired_real"], item["paired_sim"] = pair["real"], pair["sim"]
         return item
@@ -98,8 +102,10 @@ class Resized(Dataset[dict[str, torch.Tensor]]):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return self.base[i % self.n]
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        if isinstance(key, (tuple, list)):
+            return self.base[(int(key[0]) % self.n, int(key[1]))]  # type: ignore[index]
+        return self.base[key % self.n]
 
 
 class TranslationDataModule(L.LightningDataModule):
@@ -124,6 +130,10 @@ class TranslationDataModule(L.LightningDataModule):
         val_dir: a paired folder with actions for validation by action agreement, or None.
         paired_dir: a paired folder used in training by the paired policy loss, or None.
         val_size: use at most this many validation pairs.
+        max_items: use at most this many frames per domain.
+        seed: the run's seed: the training order and every item's random draws are keyed by
+            (seed, epoch, position), so a run resumed mid-epoch sees the same data
+            (:class:`datasets.sampling.KeyedRandomSampler`).
     """
 
     def __init__(
@@ -148,8 +158,10 @@ class TranslationDataModule(L.LightningDataModule):
         val_size: int | None = None,
         paired_dir: str | None = None,
         max_items: int | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
+        self.seed = int(seed)
         self.root = Path(root) if root else None
         self.name = name
         self.real_dir, self.sim_dir = real_dir, sim_dir
@@ -229,19 +241,31 @@ class TranslationDataModule(L.LightningDataModule):
         dataset: Dataset[dict[str, torch.Tensor]] = self.train_set
         if self.train_pairs is not None:
             dataset = WithPairs(self.train_set, self.train_pairs)
+        trainer = getattr(self, "trainer", None)
+        world = int(getattr(trainer, "world_size", 1) or 1)
+        rank = int(getattr(trainer, "global_rank", 0) or 0)
         if self.steps_per_epoch:
             # iterations per epoch on every rank: under DDP the epoch holds world_size × as many items
-            trainer = getattr(self, "trainer", None)
-            world = int(getattr(trainer, "world_size", 1) or 1)
             dataset = Resized(dataset, self.steps_per_epoch * self.batch_size * world)
+        sampler = KeyedRandomSampler(len(dataset), seed=self.seed, batch_size=self.batch_size,  # type: ignore[arg-type]
+                                     progress=self._progress if trainer is not None else None,
+                                     rank=rank, world=world)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=sampler,
             num_workers=self.num_workers,
             drop_last=True,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _progress(self) -> tuple[int, int]:
+        """(epoch, batches already trained in it): non-zero only when a run resumes mid-epoch."""
+        fit_loop = self.trainer.fit_loop  # type: ignore[union-attr]
+        epoch = int(fit_loop.epoch_progress.current.processed)
+        loop = fit_loop.epoch_loop
+        done = int(loop.batch_progress.current.processed) if loop.restarting else 0
+        return epoch, done
 
     def val_dataloader(self) -> DataLoader[dict[str, Any]] | list[Any]:
         if self.val_set is None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from datasets.sampling import item_generator
 from translate.camera import CameraCorrection
 from translate.imageio import ImageDecodeError, list_images, read_image, read_images
 
@@ -145,14 +146,20 @@ class UnpairedImageDataset(Dataset[dict[str, torch.Tensor]]):
             return img
         raise ImageDecodeError(paths[0].parent, f"no decodable {domain} images")
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Real frame ``index`` and a random sim frame, augmented.
+
+        ``key`` is an index (draws from torch's global RNG) or ``(index, draw_seed)`` from
+        :class:`datasets.sampling.KeyedRandomSampler` (draws from that seed alone: resumable).
+        """
+        index, g = item_generator(key)
         real = self._get("real", index % len(self.real_paths))
-        j = int(torch.randint(len(self.sim_paths), (1,)).item())
+        j = int(torch.randint(len(self.sim_paths), (1,), generator=g).item())
         sim = self._get("sim", j)
         if self.transform is not None:
             # albumentations keeps its own RNG, which seed_everything does not reach: seed it per
-            # item from torch's RNG (seeded by the run's seed, and per worker by the DataLoader)
-            self.transform.set_random_seed(int(torch.randint(2**31 - 1, (1,)).item()))
+            # item from the item's generator (or torch's RNG, seeded per worker by the DataLoader)
+            self.transform.set_random_seed(int(torch.randint(2**31 - 1, (1,), generator=g).item()))
             real = self.transform(image=real)["image"]
             sim = self.transform(image=sim)["image"]
         return {"real": to_tensor(real), "sim": to_tensor(sim)}

@@ -24,6 +24,7 @@ __all__ = [
     "generator_record",
     "load_checkpoint",
     "load_lightning_generator",
+    "remove_orphaned_temp_files",
     "resolve_ckpt_path",
 ]
 
@@ -92,6 +93,22 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | os.PathLike[str]) ->
     if not p.is_file():
         raise FileNotFoundError(f"ckpt_path: checkpoint {p} does not exist")
     return str(p)
+
+
+def remove_orphaned_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete ``.<name>.*.tmp`` files an atomic write left behind when its process was killed.
+
+    Called at the start of a run, before anything writes there (so no live write is touched).
+
+    Returns:
+        The files removed.
+    """
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
 
 
 class SaveLastOnTrainEnd(Callback):
