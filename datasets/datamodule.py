@@ -261,7 +261,7 @@ class TranslationDataModule(L.LightningDataModule):
 
     def _progress(self) -> tuple[int, int]:
         """(epoch, batches already trained in it): non-zero only when a run resumes mid-epoch."""
-        fit_loop = self.trainer.fit_loop  # type: ignore[union-attr]
+        fit_loop: Any = self.trainer.fit_loop  # type: ignore[union-attr]
         epoch = int(fit_loop.epoch_progress.current.processed)
         loop = fit_loop.epoch_loop
         done = int(loop.batch_progress.current.processed) if loop.restarting else 0
