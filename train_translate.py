@@ -167,7 +167,23 @@ def _policy_kwargs(cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
         ensure_policy(Path(cfg.data.root))
     if not path.exists():
         raise FileNotFoundError(f"policy.path: {path} does not exist")
+    _check_policy_spec(path, pol.get("spec"), cfg.data.get("val_dir"))
     return {"policy": {"path": str(path), "spec": pol.get("spec")}}
+
+
+def _check_policy_spec(path: Path, spec: Any, val_dir: Any) -> None:
+    """Before training against a frozen policy: its spec's self-check on the val split's sim
+    frames and expert actions (:mod:`translate.policy_check`); findings are logged loudly."""
+    manifest = Path(str(val_dir)) / "manifest.jsonl" if val_dir else None
+    if manifest is None or not manifest.is_file():
+        return
+    from translate.policy import load_policy
+    from translate.policy_check import check_policy_contract, read_sim_frames
+
+    frames, actions = read_sim_frames(manifest.parent, manifest, 64)
+    result = check_policy_contract(path, load_policy(path, spec).spec, frames, actions)
+    for w in result.warnings:
+        log.warning("%s\n%s", w, result.table())
 
 
 def _best_checkpoint_callbacks(cfg: DictConfig, model: Any) -> list[Any]:

@@ -822,6 +822,25 @@ class _Decoder:
         return out
 
 
+def _policy_contract_check(policy: Policy, eval_set: EvalSet, dead_zone: float,
+                           frames: int = 64) -> dict[str, Any] | None:
+    """The spec self-check of :mod:`translate.policy_check` on the set's first sim frames (and
+    manifest actions), or None without sim frames or for a policy not loaded from a file."""
+    from translate.policy_check import check_policy_contract
+
+    path = getattr(policy, "path", None)
+    if not eval_set.sim_paths or path is None or not Path(path).is_file():
+        return None
+    paths = eval_set.sim_paths[:frames]
+    imgs, kept, _ = read_images(paths, on_error="skip")
+    if not kept:
+        return None
+    expert = None
+    if eval_set.actions is not None and eval_set.action_source == "manifest":
+        expert = np.asarray(eval_set.actions, np.float64)[[paths.index(k) for k in kept]]
+    return check_policy_contract(path, policy.spec, np.stack(imgs), expert, dead_zone=dead_zone).to_dict()
+
+
 def evaluate_translators(
     translators: Sequence[Translator],
     policy: Policy,
@@ -1064,6 +1083,7 @@ def evaluate_translators(
         ]
         ref_name = "sim" if any(st.name == "sim" for st in stages) else None
         warnings: list[dict[str, str]] = []
+        policy_contract: dict[str, Any] | None = None
         contract_stats: dict[str, ChannelStats] = {
             st.name: channel_stats(np.concatenate(st.inputs), policy.spec.layout)
             for st in stages if st.inputs
@@ -1074,6 +1094,10 @@ def evaluate_translators(
         if ref_name is not None:
             warnings = [w.to_dict() for w in check_input_contract(
                 contract_stats, ref_name, channel_order=policy.spec.channel_order)]
+        policy_contract = _policy_contract_check(policy, eval_set, s.dead_zone)
+        if policy_contract is not None:
+            warnings += [{"stage": "sim", "kind": "policy_spec", "message": w}
+                         for w in policy_contract["warnings"]]
         for t in translators:
             meta = getattr(t, "camera_correction", None)
             if meta and camera is not None and meta != camera.to_dict():
@@ -1125,6 +1149,7 @@ def evaluate_translators(
         "settings": {k: getattr(s, k) for k in s.__dataclass_fields__},
         "stages": stage_json,
         "warnings": warnings,
+        "policy_contract": policy_contract,
         "timing": {
             "seconds": seconds,
             "frames_per_second": len(kept_idx) / seconds if seconds > 0 else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -1070,3 +1071,19 @@ def load_policy(
     if fmt == "onnx":
         return OnnxPolicy(model, resolved, **kwargs)
     return TorchScriptPolicy(model, resolved, **kwargs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m translate.policy check MODEL --sim DIR [--manifest FILE]`` (see :mod:`translate.policy_check`)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] != "check":
+        print("usage: python -m translate.policy check MODEL --sim DIR [--manifest FILE] [--spec SPEC]",
+              file=sys.stderr)
+        return 2
+    from translate.policy_check import main as check_main
+
+    return check_main(args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

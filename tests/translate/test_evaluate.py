@@ -112,7 +112,8 @@ def test_identity_on_sim_frames_has_zero_error(synth: Path, policy, tmp_path: Pa
     assert _value(m, "translated:identity", "psnr") == PSNR_CAP_DB
     assert _value(m, "translated:identity", "ssim") == pytest.approx(1.0, abs=1e-5)
     assert _value(m, "translated:identity", "frechet_distance") == pytest.approx(0.0, abs=1e-6)
-    assert m["warnings"] == []
+    # (the tiny untrained policy is degenerate on sim frames: the spec self-check says so)
+    assert [w for w in m["warnings"] if w["kind"] != "policy_spec"] == []
 
 
 def test_perfect_translator_closes_the_gap(synth: Path, policy, tmp_path: Path) -> None:
@@ -137,7 +138,8 @@ def test_perfect_translator_closes_the_gap(synth: Path, policy, tmp_path: Path) 
     assert _value(m, "translated:identity", "gap_closed") == _value(m, "corrected", "gap_closed")
     mae = _stage(m, "raw")["metrics"]["action_mae"]
     assert mae["ci"][0] <= mae["value"] <= mae["ci"][1]
-    assert m["warnings"] == []
+    # (the tiny untrained policy is degenerate on sim frames: the spec self-check says so)
+    assert [w for w in m["warnings"] if w["kind"] != "policy_spec"] == []
     # the arrays behind the figures
     assert res.reference is not None and res.reference.shape == (16, 2)
     assert set(res.errors) == {st["name"] for st in m["stages"]}
@@ -156,7 +158,7 @@ def test_channel_swap_scores_worse_and_the_contract_check_names_it(
     m = res.metrics
     assert _value(m, "translated:swap", "action_mae") > _value(m, "raw", "action_mae")
     assert _value(m, "translated:swap", "psnr") < _value(m, "raw", "psnr")
-    warnings = [(w["stage"], w["kind"]) for w in m["warnings"]]
+    warnings = [(w["stage"], w["kind"]) for w in m["warnings"] if w["kind"] != "policy_spec"]
     assert warnings == [("translated:swap", "channel_order")]
     assert "BGR" in m["warnings"][0]["message"]
 
