@@ -160,7 +160,8 @@ def record(cfg: DictConfig) -> dict[str, Any]:
         "skipped", "seconds"}``; ``exit_code`` per :data:`EXIT_CODES`.
     """
     out = Path(str(cfg.out))
-    every = int(cfg.get("every_nth") or 1)
+    every_cfg = cfg.get("every_nth")
+    every = 1 if every_cfg is None else int(every_cfg)
     if every < 1:
         raise ValueError(f"every_nth must be >= 1, got {every}")
     source: FrameSource = hydra.utils.instantiate(cfg.source, _convert_="all")

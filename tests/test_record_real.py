@@ -282,3 +282,10 @@ def test_unopenable_source_is_an_error(tmp_path: Path, capsys: pytest.CaptureFix
     assert res["status"] == "error" and res["exit_code"] == 1 and res["total"] == 0
     assert "cannot open video:" in capsys.readouterr().err
     assert not (tmp_path / "s" / "manifest.jsonl").exists()
+
+
+@pytest.mark.parametrize("every", [0, -2])
+def test_every_nth_below_one_is_refused_not_silently_one(tmp_path: Path, folder: Path, every: int) -> None:
+    with pytest.raises(ValueError, match=f"every_nth must be >= 1, got {every}"):
+        record_real.record(_cfg(["source=folder", f"source.path={folder}", f"every_nth={every}",
+                                 f"out={tmp_path / 's'}"]))

@@ -662,6 +662,10 @@ class EvalSettings:
     progress: bool = False
 
     def __post_init__(self) -> None:
+        if self.bootstrap < 0:
+            raise ValueError(f"bootstrap.n must be >= 0 (0 = no confidence intervals); got {self.bootstrap}")
+        if not 0 < self.ci_level < 1:
+            raise ValueError(f"bootstrap.level must be in (0, 1); got {self.ci_level}")
         if self.batch_size < 1 or self.chunk_size < 1:
             raise ValueError(f"batch_size and chunk_size must be >= 1; got {self.batch_size}, "
                              f"{self.chunk_size}")

@@ -361,3 +361,10 @@ def test_thresholds(synth: Path, policy) -> None:
     with pytest.raises(ValueError, match="unknown metric; valid names:.*turn_agreement"):
         check_thresholds(m, {"turn_agreemnt": 0.8})
     assert check_thresholds(m, {"action_mae_left": 0.0})[0]["passed"]
+
+
+def test_bad_bootstrap_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"bootstrap\.n must be >= 0 \(0 = no confidence intervals\); got -5"):
+        EvalSettings(bootstrap=-5)
+    with pytest.raises(ValueError, match=r"bootstrap\.level must be in \(0, 1\)"):
+        EvalSettings(ci_level=95)
