@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from models.networks import GENERATOR_DEFAULTS, build_generator
 from translate.fsutil import atomic_write_bytes
 
 __all__ = [
+    "CHECKSUM_KEY",
     "AtomicCheckpointIO",
     "CheckpointKindError",
     "SaveLastOnTrainEnd",
@@ -26,23 +28,60 @@ __all__ = [
     "load_lightning_generator",
     "remove_orphaned_temp_files",
     "resolve_ckpt_path",
+    "tensor_checksum",
 ]
+
+
+CHECKSUM_KEY = "tensor_checksum"
+
+
+def tensor_checksum(obj: Any) -> str:
+    """BLAKE2b digest of every tensor in a nested checkpoint (keys, dtypes, shapes and bytes).
+
+    The entry :data:`CHECKSUM_KEY` itself is left out, so the digest can be stored inside.
+    """
+    h = hashlib.blake2b(digest_size=16)
+
+    def walk(o: Any, key: str) -> None:
+        if isinstance(o, torch.Tensor):
+            t = o.detach().cpu().contiguous()
+            h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(o, Mapping):
+            for k in sorted(o, key=str):
+                if k != CHECKSUM_KEY:
+                    walk(o[k], f"{key}/{k}")
+        elif isinstance(o, (list, tuple)):
+            for i, v in enumerate(o):
+                walk(v, f"{key}[{i}]")
+
+    walk(obj, "")
+    return h.hexdigest()
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
     """Load a Lightning checkpoint with ``weights_only=True`` (no arbitrary unpickling).
 
+    A checkpoint written by :class:`AtomicCheckpointIO` carries a checksum of its tensors, which
+    is verified: flipped bytes inside the weights or optimiser states are an error, not a silent
+    wrong resume.
+
     Raises:
         FileNotFoundError: naming the path.
-        ValueError: the file is not a weights-only checkpoint (e.g. truncated or pickled objects).
+        ValueError: the file is not a weights-only checkpoint (e.g. truncated or pickled objects),
+            or its tensors do not match their checksum.
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint {p} does not exist")
     try:
-        return torch.load(p, map_location=map_location, weights_only=True)
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated / unsafe files
         raise ValueError(f"cannot load checkpoint {p}: {exc}") from exc
+    if isinstance(ckpt, Mapping) and CHECKSUM_KEY in ckpt and tensor_checksum(ckpt) != ckpt[CHECKSUM_KEY]:
+        raise ValueError(f"checkpoint {p} is corrupted: its tensors do not match the checksum written "
+                         "with them (a damaged copy or disk); use another checkpoint")
+    return ckpt
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -54,6 +93,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
     ) -> None:
+        checkpoint[CHECKSUM_KEY] = tensor_checksum(checkpoint)
         buf = io.BytesIO()
         torch.save(checkpoint, buf)
         atomic_write_bytes(path, buf.getvalue())

@@ -65,3 +65,19 @@ def test_weights_that_do_not_fit_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"bad\.ckpt: the netG\.\* weights do not fit"):
         load_lightning_generator(tmp_path / "bad.ckpt")
     assert generator_record(ckpt)["prefix"] == "netG."
+
+
+def test_a_corrupted_checkpoint_is_refused_naming_the_file(tmp_path: Path) -> None:
+    from models.checkpointing import AtomicCheckpointIO, load_checkpoint
+
+    torch.manual_seed(0)
+    m = CUTModule(generator=G, discriminator={"ndf": 8})
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint(_ckpt(m, with_record=True, with_hparams=True), path)
+    assert load_checkpoint(path)["state_dict"].keys() == m.state_dict().keys()
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2  # inside the tensor payload
+    data[mid:mid + 4096] = bytes(b ^ 0xFF for b in data[mid:mid + 4096])
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"last\.ckpt is corrupted"):
+        load_checkpoint(path)
