@@ -200,7 +200,8 @@ def list_images(
         Sorted list of paths (hidden files and temporary ``*.tmp`` files excluded).
 
     Raises:
-        DataFolderError: the folder is missing, is a file, or holds no images.
+        DataFolderError: the folder is missing, is a file, holds no images, or holds a link to a
+            file outside it (a linked folder is fine: its files are inside it).
     """
     root = Path(folder)
     if not root.exists():
@@ -217,6 +218,14 @@ def list_images(
         raise DataFolderError(
             f"{what} {root} holds no images (looked for {', '.join(sorted(exts))})"
         )
+    real_root = root.resolve()
+    for f in files:  # the containment rule of manifests, for listed folders too
+        target = f.resolve()
+        if real_root not in target.parents:
+            raise DataFolderError(
+                f"{what} {root}: {f.name} is a link to {target}, outside the folder; copy the "
+                "file in, or link the whole folder instead"
+            )
     return files
 
 

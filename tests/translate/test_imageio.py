@@ -130,3 +130,20 @@ def test_decode_bytes() -> None:
     buf = io.BytesIO()
     Image.new("RGB", (3, 2), (9, 8, 7)).save(buf, format="PNG")
     assert decode_image(buf.getvalue()).shape == (2, 3, 3)
+
+
+def test_a_link_out_of_an_image_folder_is_refused_a_linked_folder_is_fine(tmp_path: Path) -> None:
+    import numpy as np
+
+    from translate.imageio import DataFolderError, list_images, write_image
+
+    outside = tmp_path / "secret.png"
+    write_image(outside, np.zeros((4, 4, 3), np.uint8))
+    real = tmp_path / "data" / "real"
+    write_image(real / "000.png", np.zeros((4, 4, 3), np.uint8))
+    (real / "001.png").symlink_to(outside)
+    with pytest.raises(DataFolderError, match=r"001\.png is a link to .*secret\.png, outside the folder"):
+        list_images(real)
+    (real / "001.png").unlink()
+    (tmp_path / "linked").symlink_to(real, target_is_directory=True)
+    assert [p.name for p in list_images(tmp_path / "linked")] == ["000.png"]
