@@ -20,7 +20,7 @@ from datasets.sampling import item_generator
 from translate.camera import CameraCorrection
 from translate.imageio import ImageDecodeError, list_images, read_image, read_images
 
-__all__ = ["UnpairedImageDataset", "build_transform", "to_tensor"]
+__all__ = ["MIN_FRAME_SIZE", "UnpairedImageDataset", "build_transform", "to_tensor"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,11 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
         image = np.array(image, copy=True, order="C")
     t = torch.from_numpy(image).permute(2, 0, 1).float()
     return t.div_(127.5).sub_(1.0)
+
+
+#: Frames smaller than this (either side) are skipped like undecodable ones: upscaling a 1×1
+#: image to the crop size would train on noise.
+MIN_FRAME_SIZE = 16
 
 
 class UnpairedImageDataset(Dataset[dict[str, torch.Tensor]]):
@@ -111,6 +116,18 @@ class UnpairedImageDataset(Dataset[dict[str, torch.Tensor]]):
     ) -> tuple[list[np.ndarray], list[Path]]:
         images, kept, errors = read_images(paths, on_error=self.on_error, num_workers=num_workers)
         self.skipped.extend(errors)
+        small = [i for i, im in enumerate(images) if min(im.shape[:2]) < MIN_FRAME_SIZE]
+        if small:
+            for i in small:
+                err = ImageDecodeError(kept[i], f"{images[i].shape[1]}x{images[i].shape[0]} is below "
+                                                f"the {MIN_FRAME_SIZE} px minimum frame size")
+                if self.on_error == "raise":
+                    raise err
+                log.warning("skipping %s", err)
+                self.skipped.append(err)
+            drop = set(small)
+            images = [im for i, im in enumerate(images) if i not in drop]
+            kept = [p for i, p in enumerate(kept) if i not in drop]
         if not images:
             raise ImageDecodeError(paths[0].parent, "no decodable images in the folder")
         if correct and self.correction is not None:
@@ -136,6 +153,9 @@ class UnpairedImageDataset(Dataset[dict[str, torch.Tensor]]):
             path = paths[(index + attempt) % len(paths)]
             try:
                 img = read_image(path)
+                if min(img.shape[:2]) < MIN_FRAME_SIZE:
+                    raise ImageDecodeError(path, f"{img.shape[1]}x{img.shape[0]} is below the "
+                                                 f"{MIN_FRAME_SIZE} px minimum frame size")
             except ImageDecodeError as exc:
                 if self.on_error == "raise":
                     raise
