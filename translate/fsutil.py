@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_path",
     "safe_join",
+    "swap_folder_into_place",
 ]
 
 
@@ -93,3 +96,28 @@ def safe_join(root: str | os.PathLike[str], rel: str | os.PathLike[str], *, what
     if full != root_p and root_p not in full.parents:
         raise PathEscapeError(f"{what} {str(rel)!r} points outside its folder {root_p}")
     return full
+
+
+def swap_folder_into_place(tmp: str | os.PathLike[str], out: str | os.PathLike[str],
+                           keep_existing: Callable[[Path], bool]) -> None:
+    """Rename a finished folder ``tmp`` onto ``out``; an old ``out`` is moved aside, then deleted.
+
+    If ``keep_existing(out)`` says an ``out`` there is already complete (another process finished
+    the same build meanwhile), ``tmp`` is deleted and ``out`` kept.
+
+    Args:
+        tmp: the finished build, next to ``out``.
+        out: its final path.
+        keep_existing: ``(out) -> bool``.
+    """
+    tmp_p, out_p = Path(tmp), Path(out)
+    if out_p.exists():
+        if keep_existing(out_p):
+            shutil.rmtree(tmp_p, ignore_errors=True)
+            return
+        old = out_p.parent / f".{out_p.name}.partial-{os.getpid()}-old-{uuid.uuid4().hex[:8]}"
+        os.replace(out_p, old)
+        os.replace(tmp_p, out_p)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp_p, out_p)

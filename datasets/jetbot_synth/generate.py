@@ -25,7 +25,7 @@ from datasets.jetbot_synth.world import (
     make_rig,
     sample_states,
 )
-from translate.fsutil import atomic_write_json, atomic_write_text
+from translate.fsutil import atomic_write_json, atomic_write_text, swap_folder_into_place
 from translate.imageio import write_image
 
 __all__ = [
@@ -429,18 +429,8 @@ def generate_dataset(
 
 
 def _swap_into_place(tmp: Path, root: Path, params: dict[str, Any]) -> None:
-    """Rename the finished ``tmp`` onto ``root``; an old dataset there is moved aside first."""
-    if root.exists():
-        if _matches(_read_meta(root), params):
-            # Another process finished the same dataset meanwhile: keep theirs.
-            shutil.rmtree(tmp, ignore_errors=True)
-            return
-        old = root.parent / f".{root.name}.partial-{os.getpid()}-old-{uuid.uuid4().hex[:8]}"
-        os.replace(root, old)
-        os.replace(tmp, root)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, root)
+    """Rename the finished ``tmp`` onto ``root``, unless another process finished the same build."""
+    swap_folder_into_place(tmp, root, lambda p: _matches(_read_meta(p), params))
 
 
 def ensure_dataset(

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from datasets.folders import find_paired_samples
-from translate.fsutil import atomic_write_json, atomic_write_text
+from translate.fsutil import atomic_write_json, atomic_write_text, swap_folder_into_place
 from translate.imageio import decode_image, encode_image, list_images, read_images, write_image
 
 __all__ = [
@@ -753,16 +753,8 @@ def _clean_stale(out: Path) -> None:
 
 
 def _swap_into_place(tmp: Path, out: Path, params: dict[str, Any]) -> None:
-    if out.exists():
-        if _matches(_read_json(out / "look.json"), params):  # another process finished it meanwhile
-            shutil.rmtree(tmp, ignore_errors=True)
-            return
-        old = out.parent / f".{out.name}.partial-{os.getpid()}-old-{uuid.uuid4().hex[:8]}"
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+    """Rename the finished ``tmp`` onto ``out``, unless another process finished the same build."""
+    swap_folder_into_place(tmp, out, lambda p: _matches(_read_json(p / "look.json"), params))
 
 
 # ---------------------------------------------------------------------------- contact sheet
