@@ -136,7 +136,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if result["export"].get("robot_onnx"):
             print(f"robot-ready (uint8 HWC) → {result['export']['robot_onnx']}")
         print(f"checkpoint → {source or result['checkpoint']}")
-        if cfg.evaluate.enabled and cfg.policy.path:
+        if cfg.evaluate.enabled and cfg.policy.path and not Path(str(cfg.policy.path)).is_file():
+            log.warning("evaluation skipped: no frozen policy at %s", cfg.policy.path)
+        elif cfg.evaluate.enabled and cfg.policy.path:
             result["metrics"] = _evaluate_after_training(cfg, datamodule, result["export"]["onnx"])
     return result
 
@@ -165,6 +167,13 @@ def _policy_kwargs(cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
         from datasets.jetbot_synth.reference_policy import ensure_policy
 
         ensure_policy(Path(cfg.data.root))
+    if not path.exists() and pol.get("build_if_missing") and not cfg.data.get("synth"):
+        # the default policy is jetbot_synth's; own folders without one train without it
+        log.warning("no frozen policy at %s: training without the policy losses and without "
+                    "validation by action agreement (give yours with policy=custom "
+                    "policy.path=... policy.spec=...)", path)
+        return {"policy_losses": {k: 0.0 for k in ("cycle", "sim_identity", "paired", "features")},
+                "distill": {**dict(cfg.model.get("distill") or {}), "policy": 0.0}}
     if not path.exists():
         raise FileNotFoundError(f"policy.path: {path} does not exist")
     _check_policy_spec(path, pol.get("spec"), cfg.data.get("val_dir"))
@@ -233,8 +242,16 @@ def default_experiment(argv: list[str]) -> list[str]:
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: ``python train_translate.py model=cut data=jetbot_synth ...``."""
+    from hydra.errors import InstantiationException
+
     try:
         train(cfg)
+    except InstantiationException as exc:  # a config value a constructor refused: its own message
+        cause = exc.__cause__
+        if not isinstance(cause, (FileNotFoundError, ValueError)):
+            raise
+        log.error("%s", cause)
+        sys.exit(1)
     except (NonFiniteLossError, FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)
         sys.exit(1)

@@ -108,6 +108,32 @@ class Resized(Dataset[dict[str, torch.Tensor]]):
         return self.base[key % self.n]
 
 
+def _check_data_settings(**values: Any) -> None:
+    """Refuse data settings that would fail later, or silently, naming the key (``data.<key>``).
+
+    Integers (sizes, counts) must be whole numbers >= 1 where given (``num_workers`` >= 0); a
+    crop must fit inside the resize, and without a crop the resize must be a multiple of 4 (the
+    generators halve twice and double twice).
+    """
+    for key, v in values.items():
+        if v is None and key not in ("batch_size", "num_workers"):
+            continue
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"data.{key} must be a whole number, got {v!r}")
+        lowest = 0 if key == "num_workers" else 1
+        if v < lowest:
+            raise ValueError(f"data.{key} must be >= {lowest}, got {v}")
+    load, crop = values.get("load_size"), values.get("crop_size")
+    if load is not None and crop is not None and crop > load:
+        raise ValueError(f"data.crop_size={crop} is larger than data.load_size={load}: the crop must "
+                         "fit inside the resized frame")
+    size = crop if crop is not None else load
+    if size is not None and size % 4:
+        key = "crop_size" if crop is not None else "load_size"
+        hint = " (with data.crop_size=null the frames are trained at data.load_size; set data.load_size=null to keep their own size)" if crop is None else ""
+        raise ValueError(f"data.{key}={size} is not a multiple of 4, which the generators need{hint}")
+
+
 class TranslationDataModule(L.LightningDataModule):
     """Unpaired real/sim training data, optional paired validation data.
 
@@ -161,6 +187,9 @@ class TranslationDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        _check_data_settings(load_size=load_size, crop_size=crop_size, batch_size=batch_size,
+                             num_workers=num_workers, steps_per_epoch=steps_per_epoch,
+                             val_size=val_size, max_items=max_items)
         self.seed = int(seed)
         self.root = Path(root) if root else None
         self.name = name

@@ -297,3 +297,15 @@ def test_rerun_cleans_orphaned_temp_files_and_keeps_one_last_ckpt(compose_cfg: A
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert not orphan.exists()
     assert not any(n.startswith("last-v") for n in names), names
+
+
+def test_own_folders_without_a_policy_train_on_the_first_try(compose_cfg: Any, tiny_unpaired: Path,
+                                                              tmp_path: Path) -> None:
+    """data=folders with the default recipe and policy: no policy there, so no policy terms (logged)."""
+    from train_translate import train
+
+    ov = [o for o in tiny_train_overrides("cyclegan", tiny_unpaired, tmp_path, steps=2)
+          if not o.startswith(("policy=", "model.policy_losses"))]
+    out = train(compose_cfg("train", [*ov, "export.enabled=true"]))
+    assert out["global_step"] == 2 and out["metrics"] is None
+    assert Path(out["export"]["onnx"]).is_file()
