@@ -24,6 +24,7 @@ __all__ = [
     "FIGURES",
     "figure_pngs",
     "format_metric",
+    "headline",
     "print_tables",
     "render_html",
     "render_markdown",
@@ -140,6 +141,31 @@ def _unavailable_notes(metrics: Mapping[str, Any]) -> list[str]:
     return [f"{k}: {v}" for k, v in seen.items()]
 
 
+def headline(metrics: Mapping[str, Any]) -> list[str]:
+    """One line per translated stage, what a reader wants first, e.g.
+    ``gap closed 30.2 % [26.3, 34.4] · turn agreement 60.2 → 66.2 % (sim 95.8 %) — cut``."""
+    stages = {st["kind"]: st for st in metrics.get("stages", []) if st["kind"] in ("raw", "sim")}
+
+    def pct(st: Mapping[str, Any] | None, key: str) -> str:
+        e = (st or {}).get("metrics", {}).get(key) or {}
+        v = e.get("value")
+        return "–" if not isinstance(v, (int, float)) else f"{100 * v:.1f}"
+
+    out = []
+    for st in metrics.get("stages", []):
+        if st["kind"] != "translated":
+            continue
+        gap = st["metrics"].get("gap_closed") or {}
+        ci = gap.get("ci")
+        gap_s = (f"{100 * gap['value']:.1f} %" if isinstance(gap.get("value"), (int, float)) else "–")
+        if ci and None not in ci:
+            gap_s += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+        out.append(f"gap closed {gap_s} · turn agreement {pct(stages.get('raw'), 'turn_agreement')} → "
+                   f"{pct(st, 'turn_agreement')} % (sim {pct(stages.get('sim'), 'turn_agreement')} %)"
+                   f" — {st.get('translator') or st['label']}")
+    return out
+
+
 def print_tables(metrics: Mapping[str, Any], console: Any = None) -> None:
     """Print the stage × metric tables, warnings and threshold checks to the terminal (rich).
 
@@ -154,6 +180,8 @@ def print_tables(metrics: Mapping[str, Any], console: Any = None) -> None:
         console = Console()
         if not console.is_terminal:  # logs and CI: no terminal width to respect
             console = Console(width=220)
+    for line in headline(metrics):
+        console.print(f"[bold]{line}[/]")
     titles = {"actions": "Policy actions vs reference", "images": "Images and distributions"}
     for which, title in titles.items():
         header, rows = table_rows(metrics, which)
@@ -592,6 +620,7 @@ def render_html(
            "<title>Policy on translated frames: evaluation report</title>",
            f"<style>{_CSS}</style></head><body>",
            "<h1>Does the translator make the sim policy act on real frames as on sim frames?</h1>",
+           *(f"<p class='headline'><b>{e(x)}</b></p>" for x in headline(metrics)),
            "<ul>" + "".join(f"<li>{e(x)}</li>" for x in _summary_lines(metrics)) + "</ul>"]
     checks = (metrics.get("thresholds") or {}).get("checks") or []
     for c in checks:

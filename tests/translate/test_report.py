@@ -162,3 +162,17 @@ def test_terminal_tables() -> None:
     assert "warning" in text and "FAIL" in text
     assert "1 unreadable frame(s) skipped" in text and "bad.jpg" in text
     assert "000099: missing sim partner" in text
+
+
+def test_headline_is_one_line_per_translator() -> None:
+    from translate.report import headline
+
+    def st(kind: str, ta: float, gap: dict | None = None, name: str | None = None) -> dict:
+        m = {"turn_agreement": {"available": True, "value": ta}}
+        if gap is not None:
+            m["gap_closed"] = gap
+        return {"kind": kind, "label": kind, "translator": name, "metrics": m}
+
+    metrics = {"stages": [st("raw", 0.602), st("translated", 0.662, {"value": 0.302, "ci": [0.263, 0.344]}, "cut"),
+                          st("sim", 0.958)]}
+    assert headline(metrics) == ["gap closed 30.2 % [26.3, 34.4] · turn agreement 60.2 → 66.2 % (sim 95.8 %) — cut"]
