@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -177,6 +178,7 @@ def record(cfg: DictConfig) -> dict[str, Any]:
     writer: SessionWriter | None = None
     status, message = "complete", "end of stream"
     written = dropped = skipped = delivered = 0
+    resume_after = _resume_position(out) if cfg.resume else None
     last_t: float | None = None
     t_start = time.monotonic()
 
@@ -216,6 +218,9 @@ def record(cfg: DictConfig) -> dict[str, Any]:
                 if frame is None:
                     break
                 delivered += 1
+                src_index = delivered - 1
+                if not source.live and resume_after is not None and src_index <= resume_after:
+                    continue  # recorded before the interruption: continue after it
                 if source.live and source.nominal_fps and last_t is not None:
                     dropped += max(0, round((frame.t_mono - last_t) * source.nominal_fps) - 1)
                 last_t = frame.t_mono
@@ -237,7 +242,8 @@ def record(cfg: DictConfig) -> dict[str, Any]:
                                "every_nth": every, "dropped_frames": 0, "skipped_frames": 0})
                     _write_camera_yaml(cfg, source, out, bool(cfg.resume))
                 writer.write(frame.image, action=action, state=frame.state,
-                             t_mono=frame.t_mono, t_wall=frame.t_wall)
+                             t_mono=frame.t_mono, t_wall=frame.t_wall,
+                             source_index=None if source.live else src_index)
                 written += 1
                 live.update(written, dropped, skipped, actions.status())
     except RecordingDiskFullError as exc:
@@ -245,6 +251,9 @@ def record(cfg: DictConfig) -> dict[str, Any]:
         message = f"{exc} — free some space, then continue with resume=true"
     except KeyboardInterrupt:
         status, message = "interrupted", "stopped by a second SIGINT"
+    except BaseException as exc:  # recorded as the session's ending, then raised
+        status, message = "error", f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         live.finish()
         if motors is not None:
@@ -252,8 +261,23 @@ def record(cfg: DictConfig) -> dict[str, Any]:
                 motors.stop()
         if writer is not None:
             writer.extra.update(dropped_frames=dropped, skipped_frames=skipped)
-            writer.close(status=status)
+            writer.close(status=status, message=message)
     return _result(out, status, message, written, writer, dropped, skipped, t_start)
+
+
+def _resume_position(out: Path) -> int | None:
+    """The source position of the last frame a session lists (file, folder and synth sources),
+    or None: a resumed recording of such a source continues after it."""
+    manifest = out / "manifest.jsonl"
+    if not manifest.is_file():
+        return None
+    last = None
+    for line in manifest.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            obj = json.loads(line)
+            if isinstance(obj, dict) and obj.get("source_index") is not None:
+                last = int(obj["source_index"])
+    return last
 
 
 def _result(out: Path, status: str, message: str, written: int, writer: SessionWriter | None,

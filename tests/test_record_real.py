@@ -240,11 +240,14 @@ def test_sigkill_leaves_only_complete_frames(tmp_path: Path, folder: Path) -> No
     s = _check_session(out)
     n = len(s)
     assert n >= 8 and s.info["status"] == "recording"  # never closed
-    res = record_real.record(_cfg(["source=folder", f"source.path={folder}", "fps=null",
-                                   "frames=2", f"out={out}", "resume=true"]))
+    res = record_real.record(_cfg(["source=folder", f"source.path={folder}", "source.loop=true",
+                                   "fps=null", "frames=2", f"out={out}", "resume=true"]))
     assert res["total"] == n + 2
     s = _check_session(out)
     assert len(s) == n + 2 and s.info["status"] == "complete"
+    # the resumed frames continue the looped folder where the killed run stopped
+    firsts = [int(s.load_frame(i)[0, 0, 0]) for i in range(len(s))]  # JPEG: within a few levels
+    assert all(abs(f - 40 * (i % 6)) <= 4 for i, f in enumerate(firsts)), firsts
     assert not [p for p in (out / "frames").iterdir() if p.name.startswith(".")]
 
 
@@ -289,3 +292,57 @@ def test_every_nth_below_one_is_refused_not_silently_one(tmp_path: Path, folder:
     with pytest.raises(ValueError, match=f"every_nth must be >= 1, got {every}"):
         record_real.record(_cfg(["source=folder", f"source.path={folder}", f"every_nth={every}",
                                  f"out={tmp_path / 's'}"]))
+
+
+def test_a_resumed_folder_recording_continues_after_the_last_frame(tmp_path: Path, folder: Path) -> None:
+    out = tmp_path / "s"
+    base = ["source=folder", f"source.path={folder}", "width=null", "height=null", "fps=null",
+            "format=png", f"out={out}"]
+    assert record_real.record(_cfg([*base, "frames=4"]))["written"] == 4  # stopped part-way
+    res = record_real.record(_cfg([*base, "resume=true"]))
+    assert res["written"] == 2 and res["total"] == 6  # not 6 + 4: nothing recorded twice
+    s = _check_session(out)
+    firsts = [int(s.load_frame(i)[0, 0, 0]) for i in range(len(s))]
+    assert firsts == [40 * i for i in range(6)]
+    assert s.info["frames"] == 6
+
+
+def test_a_resumed_synth_recording_continues_its_stream(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    base = ["source=synth", "source.seed=5", "width=32", "height=32", "fps=null", "format=png", f"out={out}"]
+    record_real.record(_cfg([*base, "frames=3"]))
+    record_real.record(_cfg([*base, "frames=2", "resume=true"]))
+    whole = tmp_path / "w"
+    record_real.record(_cfg([*[b for b in base if not b.startswith("out=")], "frames=5", f"out={whole}"]))
+    a, b = _check_session(out), _check_session(whole)
+    assert len(a) == 5 and all((a.load_frame(i) == b.load_frame(i)).all() for i in range(5))
+
+
+def test_resuming_with_another_frame_size_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    base = ["source=synth", "source.seed=5", "fps=null", f"out={out}", "frames=2"]
+    record_real.record(_cfg([*base, "width=32", "height=32"]))
+    with pytest.raises(ValueError, match=r"holds 32x32 frames; resuming it with 48x48 would mix sizes"):
+        record_real.record(_cfg([*base, "width=48", "height=48", "resume=true"]))
+
+
+def test_an_error_mid_recording_is_the_sessions_ending(tmp_path: Path, folder: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from translate.recording import SessionWriter
+
+    calls = {"n": 0}
+    original = SessionWriter.write
+
+    def fail_third(self: SessionWriter, *args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("encoder crashed")
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SessionWriter, "write", fail_third)
+    out = tmp_path / "s"
+    with pytest.raises(RuntimeError, match="encoder crashed"):
+        record_real.record(_cfg(["source=folder", f"source.path={folder}", "width=null", "height=null",
+                                 "fps=null", f"out={out}"]))
+    info = json.loads((out / "session.json").read_text())
+    assert info["status"] == "error" and "encoder crashed" in info["end_message"] and info["frames"] == 2

@@ -129,6 +129,8 @@ class RecordingSession:
                     state=obj.get("state"),
                 )
             )
+        # the manifest is the truth (session.json's count is written at start and close only)
+        self.info["frames"] = len(self.frames)
         camera = self.root / "camera.yaml"
         self.camera_yaml: Path | None = camera if camera.exists() else None
 
@@ -159,6 +161,16 @@ class RecordingSession:
                 f"{self.root / _MANIFEST}: {len(missing)} frame(s) have no action (first: line {missing[0] + 1})"
             )
         return np.asarray([f.action for f in self.frames], dtype=np.float32)
+
+
+def _read_session_json(path: Path) -> dict[str, Any]:
+    """``session.json`` as a dict, or {} when it is missing or unreadable."""
+    if not path.exists():
+        return {}
+    with contextlib.suppress(json.JSONDecodeError, OSError):
+        out = json.loads(path.read_text())
+        return out if isinstance(out, dict) else {}
+    return {}
 
 
 @dataclass
@@ -213,11 +225,22 @@ class SessionWriter:
             )
         self._frames_dir.mkdir(parents=True, exist_ok=True)
         self.count = 0
+        #: the last listed frame's ``source_index`` (None: a new session, or one without positions)
+        self.resume_after: int | None = None
         if exists:
+            prev_info = _read_session_json(self.path / _SESSION)
+            pw, ph = prev_info.get("width"), prev_info.get("height")
+            if pw is not None and ph is not None and (int(pw), int(ph)) != (self.width, self.height):
+                raise ValueError(
+                    f"recording session {self.path} holds {pw}x{ph} frames; resuming it with "
+                    f"{self.width}x{self.height} would mix sizes: set width={pw} height={ph} "
+                    "or record into a new session")
             records, good_len = _read_manifest_lines(self._manifest_path)
             with open(self._manifest_path, "rb+") as fh:
                 fh.truncate(good_len)
             self.count = len(records)
+            if records and records[-1].get("source_index") is not None:
+                self.resume_after = int(records[-1]["source_index"])
             listed = {Path(r["file"]).name for r in records}
             for p in self._frames_dir.iterdir():
                 # temp files and frames renamed but never listed: not part of the session
@@ -237,8 +260,12 @@ class SessionWriter:
         state: dict[str, Any] | None = None,
         t_mono: float | None = None,
         t_wall: float | None = None,
+        source_index: int | None = None,
     ) -> FrameRecord:
         """Append one RGB uint8 (H, W, 3) frame; returns its record once it is safely listed.
+
+        ``source_index``: the frame's position in the source's stream (file, folder and synth
+        sources), listed so a resumed recording continues after it (:attr:`resume_after`).
 
         Raises:
             RecordingDiskFullError: no space left; the frame is not listed, earlier ones are intact.
@@ -256,6 +283,8 @@ class SessionWriter:
             line["action"] = [float(a) for a in action]
         if state is not None:
             line["state"] = state
+        if source_index is not None:
+            line["source_index"] = int(source_index)
         payload = (json.dumps(line) + "\n").encode()
         try:
             data = encode_image(frame, fmt=self.fmt, quality=self.quality)
@@ -282,8 +311,11 @@ class SessionWriter:
         return FrameRecord(index, line["file"], final, t_mono, t_wall,
                            tuple(line["action"]) if "action" in line else None, state)
 
-    def close(self, status: str = "complete") -> None:
-        """Flush and close the manifest and record the final frame count in ``session.json``."""
+    def close(self, status: str = "complete", message: str | None = None) -> None:
+        """Flush and close the manifest; record the frame count, the ending (``status``: complete,
+        interrupted, camera_lost, disk_full, error) and its ``message`` in ``session.json``."""
+        if message is not None:
+            self.extra["end_message"] = message
         if self._manifest.closed:
             return
         with contextlib.suppress(OSError):
@@ -297,7 +329,10 @@ class SessionWriter:
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.close(status="complete" if exc_type is None else "interrupted")
+        if exc_type is None:
+            self.close(status="complete")
+        else:
+            self.close(status="error", message=f"{getattr(exc_type, '__name__', exc_type)}: {exc}")
 
     # -- internals ---------------------------------------------------------------------------
     def _recover_manifest(self) -> None:
@@ -310,10 +345,7 @@ class SessionWriter:
 
     def _write_session_json(self, *, status: str) -> None:
         path = self.path / _SESSION
-        prev: dict[str, Any] = {}
-        if path.exists():
-            with contextlib.suppress(json.JSONDecodeError, OSError):
-                prev = json.loads(path.read_text())
+        prev = _read_session_json(path)
         info = {
             "format_version": FORMAT_VERSION,
             "tool": "sim2real-translate",
