@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import sys
@@ -32,6 +33,10 @@ warnings.filterwarnings("ignore", message="The number of training batches .* is 
 
 if not OmegaConf.has_resolver("sum"):
     OmegaConf.register_new_resolver("sum", lambda *xs: sum(xs))
+
+
+class DiskFullError(OSError):
+    """The disk filled up during training; the message says which checkpoint is intact."""
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -95,6 +100,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         last = run_dir / "checkpoints" / "last.ckpt"
         keep = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
         raise NonFiniteLossError(f"{exc} — {keep}") from exc
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        last = run_dir / "checkpoints" / "last.ckpt"
+        keep = (f"{last} is intact (checkpoints are written atomically): free some space, then "
+                f"resume with ckpt_path=last run_dir={run_dir}") if last.exists() else "no checkpoint was written yet"
+        raise DiskFullError(exc.errno, f"disk full while training ({exc.strerror}); {keep}") from exc
     if trainer.interrupted:
         log.warning("training interrupted; resume with ckpt_path=last run_dir=%s", run_dir)
     fit_s = time.perf_counter() - started
@@ -252,7 +264,7 @@ def main(cfg: DictConfig) -> None:
             raise
         log.error("%s", cause)
         sys.exit(1)
-    except (NonFiniteLossError, FileNotFoundError, ValueError) as exc:
+    except (NonFiniteLossError, FileNotFoundError, ValueError, DiskFullError) as exc:
         log.error("%s", exc)
         sys.exit(1)
 

@@ -108,6 +108,27 @@ class Resized(Dataset[dict[str, torch.Tensor]]):
         return self.base[key % self.n]
 
 
+def _check_same_size(ds: UnpairedImageDataset) -> None:
+    """Without a resize or crop every frame is trained at its own size: they must all match.
+
+    Checks the decoded cache (uncached datasets are not decoded up front).
+    """
+    for domain, frames, paths in (("real", ds._real, ds.real_paths), ("sim", ds._sim, ds.sim_paths)):
+        if not frames:
+            continue
+        first = frames[0].shape[:2]
+        for img, path in zip(frames, paths, strict=False):
+            if img.shape[:2] != first:
+                raise ValueError(
+                    f"{domain} frames differ in size ({paths[0].name} {first[1]}x{first[0]}, {path.name} "
+                    f"{img.shape[1]}x{img.shape[0]}) and data.load_size=null data.crop_size=null train "
+                    "them at their own size: set data.load_size (resize) and/or data.crop_size")
+    if ds._real and ds._sim and ds._real[0].shape[:2] != ds._sim[0].shape[:2]:
+        r, m = ds._real[0].shape, ds._sim[0].shape
+        raise ValueError(f"real frames are {r[1]}x{r[0]} but sim frames {m[1]}x{m[0]} and data.load_size=null "
+                         "data.crop_size=null: set data.load_size (resize) and/or data.crop_size")
+
+
 def _check_data_settings(**values: Any) -> None:
     """Refuse data settings that would fail later, or silently, naming the key (``data.<key>``).
 
@@ -255,6 +276,8 @@ class TranslationDataModule(L.LightningDataModule):
                 on_error=self.on_error,
                 max_items=self.max_items,
             )
+            if self.load_size is None and self.crop_size is None:
+                _check_same_size(self.train_set)
             if self.paired_dir:
                 self.train_pairs = PairedValDataset(self.paired_dir, self.correction, need_actions=False)
             if self.train_set.skipped:

@@ -274,7 +274,18 @@ def load_official_checkpoint(
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickled objects (refused by weights_only) or a truncated file
+        import pickle
+
+        why = ("it holds pickled Python objects besides tensors, which are not loaded (unpickling "
+               "can run code)") if isinstance(exc, pickle.UnpicklingError) else (
+               "it is truncated or not a torch checkpoint")
+        raise CheckpointMismatchError(
+            f"{path}: not a loadable state_dict: {why}; official checkpoints are plain "
+            "state_dicts saved with torch.save"
+        ) from exc
     if not isinstance(raw, Mapping) or not all(isinstance(v, Tensor) for v in raw.values()):
         hint = ""
         if isinstance(raw, Mapping) and "state_dict" in raw:

@@ -309,3 +309,26 @@ def test_own_folders_without_a_policy_train_on_the_first_try(compose_cfg: Any, t
     out = train(compose_cfg("train", [*ov, "export.enabled=true"]))
     assert out["global_step"] == 2 and out["metrics"] is None
     assert Path(out["export"]["onnx"]).is_file()
+
+
+def test_disk_full_during_training_names_the_intact_checkpoint(compose_cfg: Any, tiny_unpaired: Path,
+                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from models.checkpointing import AtomicCheckpointIO
+    from train_translate import DiskFullError, train
+
+    original = AtomicCheckpointIO.save_checkpoint
+    saves = {"n": 0}
+
+    def fill_up(self: AtomicCheckpointIO, checkpoint: Any, path: Any, storage_options: Any = None) -> None:
+        saves["n"] += 1
+        if saves["n"] > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", fill_up)
+    ov = tiny_train_overrides("cut", tiny_unpaired, tmp_path, steps=6) + ["export.enabled=false"]
+    with pytest.raises(DiskFullError, match=r"disk full while training .*last\.ckpt is intact .*ckpt_path=last"):
+        train(compose_cfg("train", ov))
+    assert load_checkpoint(tmp_path / "cut_folders_cpu_demo" / "checkpoints" / "last.ckpt")["global_step"] == 2

@@ -108,6 +108,8 @@ def decode_image(data: bytes, *, path: str | os.PathLike[str] = "<bytes>") -> np
             img.load()  # forces a full decode: a truncated file fails here, not later
             oriented: Image.Image = ImageOps.exif_transpose(img) or img
             return to_rgb_uint8(oriented)
+    except Image.DecompressionBombError as exc:  # an absurd pixel count: refuse, do not allocate
+        raise ImageDecodeError(path, f"too many pixels to decode safely ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(path, str(exc) or type(exc).__name__) from exc
 

@@ -159,3 +159,28 @@ def test_infer_discriminator_config_round_trip(config):
     with torch.device("meta"):
         d = NLayerDiscriminator(**config)
     assert infer_discriminator_config(d.state_dict()) == config
+
+
+def test_a_truncated_or_pickled_official_file_is_one_clear_error(tmp_path) -> None:
+    import os as _os
+
+    import pytest
+    import torch
+
+    from models.official import CheckpointMismatchError, load_official_checkpoint
+
+    good = tmp_path / "ok.pth"
+    torch.save({"model.1.weight": torch.zeros(2)}, good)
+    trunc = tmp_path / "trunc.pth"
+    trunc.write_bytes(good.read_bytes()[:100])
+    with pytest.raises(CheckpointMismatchError, match=r"trunc\.pth: not a loadable state_dict: it is truncated"):
+        load_official_checkpoint(trunc, model="cyclegan")
+
+    class Evil:
+        def __reduce__(self):  # would run a shell command if it were unpickled
+            return (_os.system, ("echo pwned",))
+
+    pickled = tmp_path / "pickled.pth"
+    torch.save({"x": Evil()}, pickled)
+    with pytest.raises(CheckpointMismatchError, match=r"pickled\.pth: .*pickled Python objects"):
+        load_official_checkpoint(pickled, model="cyclegan")

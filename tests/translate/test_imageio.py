@@ -147,3 +147,12 @@ def test_a_link_out_of_an_image_folder_is_refused_a_linked_folder_is_fine(tmp_pa
     (real / "001.png").unlink()
     (tmp_path / "linked").symlink_to(real, target_is_directory=True)
     assert [p.name for p in list_images(tmp_path / "linked")] == ["000.png"]
+
+
+def test_a_decompression_bomb_is_an_undecodable_image_naming_it(tmp_path: Path) -> None:
+    from translate.imageio import ImageDecodeError, read_image
+
+    big = tmp_path / "bomb.png"
+    Image.new("L", (20000, 20000)).save(big, optimize=True)  # 400 M pixels: over PIL's bomb limit
+    with pytest.raises(ImageDecodeError, match=r"bomb\.png: too many pixels"):
+        read_image(big)
