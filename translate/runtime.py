@@ -218,6 +218,12 @@ class _FrameModel:
         inp = self.session.get_inputs()[0]
         self._input_name = inp.name
         self._uint8_input = inp.type == "tensor(uint8)"
+        rank = len(inp.shape) if inp.shape is not None else None
+        if inp.type not in ("tensor(float)", "tensor(uint8)") or rank != 4:
+            raise ValueError(
+                f"{self.path}: its input {inp.name!r} is {inp.type} of rank {rank}; a translator "
+                "takes float32 N×3×H×W in [-1, 1] (translator.onnx) or uint8 N×H×W×3 "
+                "(translator_robot.onnx): export it with export_translator.py")
         # the order the graph wants: RGB for the core graph, as exported for uint8 graphs
         self.graph_channel_order = (str(self.meta.get("input_channel_order", "RGB"))
                                     if self._uint8_input else "RGB")

@@ -269,3 +269,28 @@ def test_torch_translator_with_nan_weights_stops_the_evaluation() -> None:
     t = TorchModuleTranslator(net, "nan-translator")
     with pytest.raises(NonFiniteTranslationError, match="nan-translator"):
         t(np.zeros((1, 8, 8, 3), np.uint8))
+
+
+@pytest.mark.parametrize("dtype,rank", [(torch.float64, 4), (torch.int32, 4), (torch.float32, 3)])
+def test_a_translator_onnx_with_a_wrong_input_is_refused_naming_the_file(tmp_path: Path, dtype: torch.dtype,
+                                                                        rank: int) -> None:
+    from translate.runtime import Translator
+
+    class Ident(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 1
+
+    import onnx
+
+    shape = (1, 3, 8, 8) if rank == 4 else (3, 8, 8)
+    path = tmp_path / "odd.onnx"
+    torch.onnx.export(Ident(), (torch.zeros(shape, dtype=dtype),), str(path), input_names=["real"],
+                      output_names=["sim"], opset_version=17, dynamo=False)
+    torch.manual_seed(0)  # a real export's metadata on the odd graph: only its input is wrong
+    info = export_generator(ResnetGenerator(ngf=8, n_blocks=1), tmp_path / "real", image_size=8, robot=False)
+    props = {p.key: p.value for p in onnx.load(info["onnx"]).metadata_props}
+    odd = onnx.load(path)
+    onnx.helper.set_model_props(odd, props)
+    onnx.save(odd, path)
+    with pytest.raises(ValueError, match=r"odd\.onnx: its input 'real' is tensor\(.*\) of rank \d; a translator takes"):
+        Translator(path)
