@@ -768,9 +768,30 @@ class CameraCorrection:
         self._plans: dict[tuple[int, Any], Any] = {}
 
     @classmethod
-    def from_rig(cls, rig: CameraRig) -> CameraCorrection:
-        """Correction from a :class:`CameraRig`."""
-        return cls(rig.real, rig.sim)
+    def from_rig(cls, rig: CameraRig, *, min_coverage: float = 0.5) -> CameraCorrection:
+        """Correction from a :class:`CameraRig` (e.g. a camera.yaml), checked for plausibility.
+
+        Args:
+            rig: the real and sim cameras.
+            min_coverage: the least share of the sim view that must map inside the real image
+                (where the real lens model is invertible). Below it the lens coefficients are
+                implausible for the camera (wrong order or units) and corrected frames would be
+                mostly black; 0 turns the check off.
+
+        Raises:
+            CameraConfigError: the correction covers less than ``min_coverage``; the message says
+                how much and what to check.
+        """
+        corr = cls(rig.real, rig.sim)
+        coverage = float(corr.valid.mean())
+        if coverage < min_coverage:
+            raise CameraConfigError(
+                f"camera: only {100 * coverage:.0f} % of the sim view maps inside the real image with "
+                f"the real camera's {rig.real.model} distortion {list(rig.real.dist)} (the lens map is "
+                "not monotone, or far too strong, over the frame): corrected frames would be mostly "
+                "black; check the coefficients' order and units (OpenCV: k1, k2, p1, p2[, k3]; fisheye: "
+                "k1..k4) and fx, fy")
+        return corr
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> CameraCorrection:

@@ -434,3 +434,13 @@ def test_apply_torch_cuda_matches_cpu() -> None:
     y = corr.apply_torch(x.cuda())
     assert y.device.type == "cuda"
     assert (y.cpu() - corr.apply_torch(x)).abs().max() < 1e-5
+
+
+def test_an_absurd_lens_model_is_refused_saying_what_to_check() -> None:
+    sim = CameraModel.from_fov(128, 128, 75.0)
+    sane = CameraModel.from_fov(128, 128, 130.0, dist=(0.06, 0.01, 0.0, 0.0))
+    assert CameraCorrection.from_rig(CameraRig(sane, sim)).valid.mean() > 0.99
+    absurd = CameraModel.from_fov(128, 128, 130.0, dist=(50.0, -80.0, 0.0, 0.0))
+    with pytest.raises(CameraConfigError, match=r"only \d+ % of the sim view maps inside .*\[50\.0, -80\.0, 0\.0, 0\.0\].*order and units"):
+        CameraCorrection.from_rig(CameraRig(absurd, sim))
+    assert CameraCorrection.from_rig(CameraRig(absurd, sim), min_coverage=0).valid.mean() < 0.5
