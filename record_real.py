@@ -301,7 +301,11 @@ def _result(out: Path, status: str, message: str, written: int, writer: SessionW
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: ``python record_real.py source=usb out=data/recordings/run1``."""
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
-    result = record(cfg)
+    try:
+        result = record(cfg)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"record_real.py: error: {exc}", file=sys.stderr)
+        sys.exit(1)
     if result["exit_code"]:
         sys.exit(result["exit_code"])
 

@@ -265,8 +265,21 @@ def main(cfg: DictConfig) -> None:
         log.error("%s", cause)
         sys.exit(1)
     except (NonFiniteLossError, FileNotFoundError, ValueError, DiskFullError) as exc:
-        log.error("%s", exc)
+        log.error("%s", _one_line(exc))
         sys.exit(1)
+    except RuntimeError as exc:  # a DataLoader worker's error, re-raised with its traceback inside
+        if "DataLoader worker" not in str(exc):
+            raise
+        log.error("%s", _one_line(exc))
+        sys.exit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc``; for an error re-raised from a DataLoader worker, its original line."""
+    text = str(exc).strip()
+    if "Original Traceback" in text:
+        return text.splitlines()[-1]
+    return text
 
 
 if __name__ == "__main__":

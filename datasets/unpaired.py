@@ -166,6 +166,21 @@ class UnpairedImageDataset(Dataset[dict[str, torch.Tensor]]):
             return img
         raise ImageDecodeError(paths[0].parent, f"no decodable {domain} images")
 
+    def _augment(self, image: np.ndarray, domain: str, index: int) -> np.ndarray:
+        """The transform on one frame; a crop larger than the frame names the file and the keys."""
+        assert self.transform is not None
+        try:
+            return self.transform(image=image)["image"]
+        except Exception as exc:
+            if type(exc).__name__ != "CropSizeError":
+                raise
+            paths = self.real_paths if domain == "real" else self.sim_paths
+            h, w = image.shape[:2]
+            raise ValueError(
+                f"data.crop_size is larger than {domain} frame {paths[index % len(paths)]} ({w}x{h}): "
+                "set data.load_size (resize first) at least as large as data.crop_size, or a smaller "
+                "data.crop_size") from exc
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         """Real frame ``index`` and a random sim frame, augmented.
 
@@ -180,6 +195,6 @@ class UnpairedImageDataset(Dataset[dict[str, torch.Tensor]]):
             # albumentations keeps its own RNG, which seed_everything does not reach: seed it per
             # item from the item's generator (or torch's RNG, seeded per worker by the DataLoader)
             self.transform.set_random_seed(int(torch.randint(2**31 - 1, (1,), generator=g).item()))
-            real = self.transform(image=real)["image"]
-            sim = self.transform(image=sim)["image"]
+            real = self._augment(real, "real", index % len(self.real_paths))
+            sim = self._augment(sim, "sim", j)
         return {"real": to_tensor(real), "sim": to_tensor(sim)}

@@ -53,3 +53,20 @@ def test_the_sampler_resumes_and_shards() -> None:
     assert list(KeyedRandomSampler(12, seed=3, progress=lambda: (1, 0))) != full  # another epoch
     ranks = [list(KeyedRandomSampler(12, seed=3, rank=r, world=2)) for r in (0, 1)]
     assert sorted(ranks[0] + ranks[1]) == sorted(full) and not set(ranks[0]) & set(ranks[1])
+
+
+def test_a_crop_larger_than_the_frames_names_the_file_and_the_keys(tmp_path: Path) -> None:
+    root = _folders(tmp_path)
+    ds = UnpairedImageDataset(root / "real", root / "sim", cache=True,
+                              transform=build_transform(load_size=None, crop_size=64, flip=False, train=True))
+    with pytest.raises(ValueError, match=r"data\.crop_size is larger than real frame .*000\.png \(32x32\): set data\.load_size"):
+        ds[(0, 1)]
+
+
+def test_dataloader_worker_errors_become_their_original_line() -> None:
+    from train_translate import _one_line
+
+    wrapped = RuntimeError("Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+                           "call last):\n  File \"x.py\", line 1\nValueError: data.crop_size is larger than ...")
+    assert _one_line(wrapped) == "ValueError: data.crop_size is larger than ..."
+    assert _one_line(ValueError("plain")) == "plain"
