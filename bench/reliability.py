@@ -81,7 +81,7 @@ def _train_cmd(data: Path, runs: Path, name: str, extra: list[str]) -> list[str]
             "experiment=cpu_demo", "trainer.max_steps=150", "model.generator.ngf=8", "model.generator.n_blocks=2",
             "model.discriminator.ndf=8", "model.num_patches=16", f"paths.runs_dir={runs}", f"run_name={name}",
             "trainer.enable_progress_bar=false", "callbacks.last_checkpoint.every_n_train_steps=7",
-            "data.steps_per_epoch=7", "model.n_epochs=3", "model.n_epochs_decay=3", "export.enabled=false",
+            "data.steps_per_epoch=7", "model.n_epochs=15", "model.n_epochs_decay=15", "export.enabled=false",
             "evaluate.enabled=false", "model.policy_losses.cycle=0", "model.policy_losses.sim_identity=0",
             *_QUIET, *extra]
 
@@ -168,9 +168,10 @@ def bad_inputs(work: Path) -> list[dict[str, Any]]:
     for name, cmd in cases:
         r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
         text = (r.stdout + r.stderr).strip()
-        lines = [ln for ln in text.splitlines() if "error" in ln.lower() or "Error" in ln]
+        lines = [ln for ln in r.stderr.splitlines() + r.stdout.splitlines()
+                 if ("ERROR" in ln or "error:" in ln or "Could not" in ln) and "HYDRA_FULL_ERROR" not in ln]
         rows.append({"input": name, "exit_code": r.returncode, "traceback": "Traceback" in text,
-                     "message": (lines[-1] if lines else text.splitlines()[-1] if text else "")[:300]})
+                     "message": (lines[0] if lines else text.splitlines()[-1] if text else "")[:300]})
     return rows
 
 

@@ -311,13 +311,9 @@ class TranslationDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def _progress(self) -> tuple[int, int]:
-        """(epoch, batches already trained in it): non-zero only when a run resumes mid-epoch."""
-        fit_loop: Any = self.trainer.fit_loop  # type: ignore[union-attr]
-        epoch = int(fit_loop.epoch_progress.current.processed)
-        loop = fit_loop.epoch_loop
-        done = int(loop.batch_progress.current.processed) if loop.restarting else 0
-        return epoch, done
+    def _progress(self) -> int:
+        """Batches trained so far (the global step: one batch per iteration); restored on resume."""
+        return int(self.trainer.global_step)  # type: ignore[union-attr]
 
     def val_dataloader(self) -> DataLoader[dict[str, Any]] | list[Any]:
         if self.val_set is None:

@@ -32,17 +32,19 @@ class KeyedRandomSampler(Sampler[tuple[int, int]]):
 
     Epoch ``e`` visits ``randperm(n)`` (drawn from ``seed`` and ``e``) and gives position ``p`` the
     draw seed ``draws[p]`` from the same stream; rank ``r`` of ``world`` takes positions
-    ``r, r + world, ...``. ``progress()`` says, when an epoch's iteration starts, which epoch it is
-    and how many of its batches were already trained (non-zero only when a run resumes
-    mid-epoch): those are skipped, so a resumed run sees exactly the items an uninterrupted run
-    would have seen. Lightning's ``DistributedSampler`` replacement must be off
+    ``r, r + world, ...``. ``progress()`` says, when an iteration starts, how many batches the run
+    has trained (its global step): the epoch is that over the batches an epoch holds, and the
+    batches already trained in it are skipped, so a resumed run sees exactly the items an
+    uninterrupted run would have seen, wherever it stopped (Lightning's own epoch counter can
+    re-run an epoch that a checkpoint on its last batch finished; the data does not). Lightning's ``DistributedSampler`` replacement must be off
     (``use_distributed_sampler=False``): this sampler shards itself.
 
     Args:
         n: dataset length.
         seed: the run's seed.
         batch_size: items per batch (to turn skipped batches into items).
-        progress: ``() -> (epoch, batches_done)``; None: epoch from :meth:`set_epoch`, no skip.
+        progress: ``() -> batches trained so far`` (the global step; one batch per iteration);
+            None: the epoch from :meth:`set_epoch`, no skip.
         rank, world: this process's shard.
 
     Example:
@@ -52,7 +54,7 @@ class KeyedRandomSampler(Sampler[tuple[int, int]]):
     """
 
     def __init__(self, n: int, seed: int, batch_size: int = 1,
-                 progress: Callable[[], tuple[int, int]] | None = None, rank: int = 0, world: int = 1) -> None:
+                 progress: Callable[[], int] | None = None, rank: int = 0, world: int = 1) -> None:
         if n < 1 or batch_size < 1 or world < 1 or not 0 <= rank < world:
             raise ValueError(f"need n >= 1, batch_size >= 1, 0 <= rank < world; got {n}, {batch_size}, {rank}, {world}")
         self.n, self.seed, self.batch_size = int(n), int(seed), int(batch_size)
@@ -75,5 +77,8 @@ class KeyedRandomSampler(Sampler[tuple[int, int]]):
         return [(int(perm[p]), int(draws[p])) for p in positions]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch, done = self.progress() if self.progress is not None else (self.epoch, 0)
+        if self.progress is None:
+            epoch, done = self.epoch, 0
+        else:  # the data position is the number of batches trained: epoch and offset follow
+            epoch, done = divmod(int(self.progress()), max(1, len(self) // self.batch_size))
         yield from self.keys(epoch)[done * self.batch_size:]

@@ -247,29 +247,32 @@ def test_logger_none_trains_and_names_learning_rates(compose_cfg: Any, tiny_unpa
     assert not any(t.startswith("lr-Adam") for t in tags)
 
 
-@pytest.mark.parametrize("model,workers", [("cyclegan", 0), ("cut", 0), ("cyclegan", 2)])
+@pytest.mark.parametrize("model,workers,at", [("cyclegan", 0, 7), ("cut", 0, 7), ("cyclegan", 2, 7),
+                                              ("cut", 0, 10)])
 def test_resume_mid_epoch_is_exact(compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch, model: str, workers: int) -> None:
-    """Killed at step 7 of 5-step epochs and resumed to 12: the weights, Adam states and pools
-    equal an uninterrupted 12-step run (CPU)."""
+                                   monkeypatch: pytest.MonkeyPatch, model: str, workers: int, at: int) -> None:
+    """Killed at step 7 of 5-step epochs (or at 10, on an epoch's last batch) and resumed to 12:
+    the weights, Adam states and pools equal an uninterrupted 12-step run (CPU)."""
     from models.base import TranslatorModule
     from train_translate import train
 
     def overrides(run: str) -> list[str]:
         return [*tiny_train_overrides(model, tiny_unpaired, tmp_path / run, steps=12), "export.enabled=false",
                 "data.steps_per_epoch=5", "model.n_epochs=2", "model.n_epochs_decay=2",
-                "callbacks.last_checkpoint.every_n_train_steps=7", f"data.num_workers={workers}"]
+                f"callbacks.last_checkpoint.every_n_train_steps={at}", f"data.num_workers={workers}",
+                # the checkpoint a kill leaves on an epoch's last batch: taken at batch end
+                "callbacks.last_checkpoint.save_on_train_epoch_end=false"]
 
     ref = train(compose_cfg("train", overrides("a")))
     ref_ckpt = load_checkpoint(Path(ref["run_dir"]) / "checkpoints" / "last.ckpt")
     original = TranslatorModule.training_step
 
-    def crash_at_7(self: TranslatorModule, batch: Any, batch_idx: int) -> None:
-        if self.global_step == 7:
+    def crash(self: TranslatorModule, batch: Any, batch_idx: int) -> None:
+        if self.global_step == at:
             raise RuntimeError("simulated crash")
         original(self, batch, batch_idx)
 
-    monkeypatch.setattr(TranslatorModule, "training_step", crash_at_7)
+    monkeypatch.setattr(TranslatorModule, "training_step", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(compose_cfg("train", overrides("b")))
     monkeypatch.setattr(TranslatorModule, "training_step", original)
@@ -332,3 +335,45 @@ def test_disk_full_during_training_names_the_intact_checkpoint(compose_cfg: Any,
     with pytest.raises(DiskFullError, match=r"disk full while training .*last\.ckpt is intact .*ckpt_path=last"):
         train(compose_cfg("train", ov))
     assert load_checkpoint(tmp_path / "cut_folders_cpu_demo" / "checkpoints" / "last.ckpt")["global_step"] == 2
+
+
+@pytest.mark.slow
+def test_ddp_resume_mid_epoch_is_exact(tiny_unpaired: Path, tmp_path: Path) -> None:
+    """2 gloo ranks: stopped at step 7 of 5-step epochs and resumed to 12 = an uninterrupted 12."""
+    def run(name: str, steps: int, *extra: str) -> None:
+        cmd = [sys.executable, str(REPO / "train_translate.py"),
+               *tiny_train_overrides("cyclegan", tiny_unpaired, tmp_path, steps=steps),
+               "export.enabled=false", "data.steps_per_epoch=5", "model.n_epochs=2", "model.n_epochs_decay=2",
+               "callbacks.last_checkpoint.every_n_train_steps=100", "trainer=ddp", "trainer.accelerator=cpu",
+               "trainer.devices=2", f"run_name={name}", *extra]
+        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr[-3000:]
+
+    run("whole", 12)
+    run("resumed", 7)
+    run("resumed", 12, "ckpt_path=last")
+    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.ckpt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert a["global_step"] == b["global_step"] == 12
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+
+
+@pytest.mark.parametrize("stop", [10, 7])
+def test_stopped_at_max_steps_and_continued_is_exact(compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path,
+                                                     stop: int) -> None:
+    """A run stopped by max_steps (here at an epoch's end, or mid-epoch) and continued with
+    ckpt_path=last equals an uninterrupted one (Lightning re-runs a finished epoch; the data must not)."""
+    from train_translate import train
+
+    def overrides(run: str, steps: int) -> list[str]:
+        return [*tiny_train_overrides("cut", tiny_unpaired, tmp_path / run, steps=steps), "export.enabled=false",
+                "data.steps_per_epoch=5", "model.n_epochs=2", "model.n_epochs_decay=2"]
+
+    ref = train(compose_cfg("train", overrides("a", 14)))
+    train(compose_cfg("train", overrides("b", stop)))
+    out = train(compose_cfg("train", [*overrides("b", 14), "ckpt_path=last"]))
+    assert out["global_step"] == 14
+    a = load_checkpoint(Path(ref["run_dir"]) / "checkpoints" / "last.ckpt")["state_dict"]
+    b = load_checkpoint(Path(out["run_dir"]) / "checkpoints" / "last.ckpt")["state_dict"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())

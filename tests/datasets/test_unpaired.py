@@ -48,9 +48,10 @@ def test_the_sampler_resumes_and_shards() -> None:
 
     full = list(KeyedRandomSampler(12, seed=3, batch_size=2))
     assert sorted(i for i, _ in full) == list(range(12))
-    resumed = list(KeyedRandomSampler(12, seed=3, batch_size=2, progress=lambda: (0, 2)))
+    resumed = list(KeyedRandomSampler(12, seed=3, batch_size=2, progress=lambda: 2))  # 2 batches done
     assert resumed == full[4:]
-    assert list(KeyedRandomSampler(12, seed=3, progress=lambda: (1, 0))) != full  # another epoch
+    nxt = list(KeyedRandomSampler(12, seed=3, batch_size=2, progress=lambda: 6))  # epoch 1 from its start
+    assert nxt != full and sorted(nxt) != sorted(full) and len(nxt) == 12
     ranks = [list(KeyedRandomSampler(12, seed=3, rank=r, world=2)) for r in (0, 1)]
     assert sorted(ranks[0] + ranks[1]) == sorted(full) and not set(ranks[0]) & set(ranks[1])
 
