@@ -111,20 +111,36 @@ class Resized(Dataset[dict[str, torch.Tensor]]):
 def _check_same_size(ds: UnpairedImageDataset) -> None:
     """Without a resize or crop every frame is trained at its own size: they must all match.
 
-    Checks the decoded cache (uncached datasets are not decoded up front).
+    Uses the decoded cache, or (uncached) each file's header; real frames that a lens correction
+    maps to the sim camera's size are checked after it.
     """
-    for domain, frames, paths in (("real", ds._real, ds.real_paths), ("sim", ds._sim, ds.sim_paths)):
-        if not frames:
+    from PIL import Image
+
+    def sizes(frames: list[np.ndarray] | None, paths: list[Path], corrected: bool) -> list[tuple[int, int]]:
+        if frames is not None:
+            return [tuple(f.shape[:2]) for f in frames]  # type: ignore[misc]
+        if corrected and ds.correction is not None:
+            return [tuple(ds.correction.out_size)] * len(paths)  # type: ignore[list-item]
+        out = []
+        for p in paths:
+            with Image.open(p) as im:
+                out.append((im.height, im.width))
+        return out
+
+    shapes = {"real": sizes(ds._real, ds.real_paths, True), "sim": sizes(ds._sim, ds.sim_paths, False)}
+    for domain, paths in (("real", ds.real_paths), ("sim", ds.sim_paths)):
+        dims = shapes[domain]
+        if not dims:
             continue
-        first = frames[0].shape[:2]
-        for img, path in zip(frames, paths, strict=False):
-            if img.shape[:2] != first:
+        first = dims[0]
+        for hw, path in zip(dims, paths, strict=False):
+            if hw != first:
                 raise ValueError(
                     f"{domain} frames differ in size ({paths[0].name} {first[1]}x{first[0]}, {path.name} "
-                    f"{img.shape[1]}x{img.shape[0]}) and data.load_size=null data.crop_size=null train "
+                    f"{hw[1]}x{hw[0]}) and data.load_size=null data.crop_size=null train "
                     "them at their own size: set data.load_size (resize) and/or data.crop_size")
-    if ds._real and ds._sim and ds._real[0].shape[:2] != ds._sim[0].shape[:2]:
-        r, m = ds._real[0].shape, ds._sim[0].shape
+    if shapes["real"] and shapes["sim"] and shapes["real"][0] != shapes["sim"][0]:
+        r, m = shapes["real"][0], shapes["sim"][0]
         raise ValueError(f"real frames are {r[1]}x{r[0]} but sim frames {m[1]}x{m[0]} and data.load_size=null "
                          "data.crop_size=null: set data.load_size (resize) and/or data.crop_size")
 

@@ -37,7 +37,9 @@ def test_mixed_frame_sizes_without_resize_or_crop_name_the_files(tmp_path: Any) 
     for i, size in enumerate([32, 32, 48]):
         write_image(tmp_path / "real" / f"{i:03d}.png", np.zeros((size, size, 3), np.uint8))
         write_image(tmp_path / "sim" / f"{i:03d}.png", np.zeros((32, 32, 3), np.uint8))
-    dm = TranslationDataModule(str(tmp_path), load_size=None, crop_size=None, camera_yaml=None, val_dir=None)
-    with pytest.raises(ValueError, match=r"real frames differ in size \(000\.png 32x32, 002\.png 48x48\)"):
-        dm.setup("fit")
+    for cache in (True, False):
+        dm = TranslationDataModule(str(tmp_path), load_size=None, crop_size=None, camera_yaml=None,
+                                   val_dir=None, cache=cache)
+        with pytest.raises(ValueError, match=r"real frames differ in size \(000\.png 32x32, 002\.png 48x48\)"):
+            dm.setup("fit")
     TranslationDataModule(str(tmp_path), load_size=64, crop_size=32, camera_yaml=None).setup("fit")
