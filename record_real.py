@@ -205,7 +205,7 @@ def record(cfg: DictConfig) -> dict[str, Any]:
                 if cfg.get("duration") is not None and elapsed >= float(cfg.duration):
                     message = f"{cfg.duration} s recorded"
                     break
-                if not source.live:
+                if not source.live and cfg.get("pace_files"):
                     pacer.wait()
                 try:
                     frame: Frame | None = read_with_reconnect(

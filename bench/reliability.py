@@ -52,7 +52,7 @@ def recording(kills: int, seed: int, work: Path) -> dict[str, Any]:
     rng = random.Random(seed)
     src, out = work / "src", work / "session"
     _images(src, N_SOURCE)
-    cmd = [PY, str(REPO / "record_real.py"), "source=folder", f"source.path={src}", "fps=30", "format=png",
+    cmd = [PY, str(REPO / "record_real.py"), "source=folder", f"source.path={src}", "fps=30", "pace_files=true", "format=png",
            f"out={out}", "live=false", "width=null", "height=null", *_QUIET]
     for k in range(kills):
         proc = subprocess.Popen([*cmd, *(["resume=true"] if k else [])], cwd=REPO,

@@ -119,11 +119,25 @@ def test_record_folder_every_nth_with_action_file(tmp_path: Path, folder: Path) 
     assert s.actions()[:, 0].tolist() == [0.0, 2.0, 4.0]
 
 
-def test_fps_cap_paces_a_file_source(tmp_path: Path, folder: Path) -> None:
+def test_fps_cap_paces_a_file_source_only_when_asked(tmp_path: Path, folder: Path) -> None:
     t = time.monotonic()
-    res = record_real.record(_cfg(["source=folder", f"source.path={folder}", "fps=20",
+    res = record_real.record(_cfg(["source=folder", f"source.path={folder}", "fps=20", "pace_files=true",
                                    "frames=5", f"out={tmp_path / 's'}"]))
     assert res["written"] == 5 and time.monotonic() - t >= 0.19
+    t = time.monotonic()
+    res = record_real.record(_cfg(["source=folder", f"source.path={folder}", "fps=2", "frames=5",
+                                   f"out={tmp_path / 'fast'}"]))
+    assert res["written"] == 5 and time.monotonic() - t < 2.0  # a 2 fps cap would take >= 2 s
+
+
+def test_upscaling_a_small_source_warns(tmp_path: Path, folder: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        record_real.record(_cfg(["source=folder", f"source.path={folder}", "width=224", "height=224",
+                                 "frames=2", f"out={tmp_path / 's'}"]))
+    assert any("delivers 40x30 frames: storing them at 224x224 upscales them" in r.getMessage()
+               for r in caplog.records)
 
 
 def test_disk_full_stops_cleanly(tmp_path: Path, folder: Path, monkeypatch: pytest.MonkeyPatch,

@@ -224,6 +224,12 @@ class FrameSource:
             return None
         image, t_source, action, state = got
         t_mono, t_wall = time.monotonic(), time.time()
+        if (self.width is not None and self.height is not None and not self.__dict__.get("_warned_upscale")
+                and (image.shape[1] < self.width or image.shape[0] < self.height)):
+            self.__dict__["_warned_upscale"] = True
+            log.warning("%s source delivers %dx%d frames: storing them at %dx%d upscales them "
+                        "(width=null height=null keeps the source's size)", self.kind,
+                        image.shape[1], image.shape[0], self.width, self.height)
         image = resize_rgb(image, self.width, self.height)
         frame = Frame(image=image, index=self._index, t_mono=t_mono, t_wall=t_wall,
                       t_source=t_mono - self._t_open if t_source is None else t_source,
