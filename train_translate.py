@@ -86,6 +86,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     callbacks += _best_checkpoint_callbacks(cfg, model)
+    callbacks.append(LossesToLog(every=int(cfg.get("log_losses_every_n_steps") or 0)))
     callbacks.append(SaveLastOnTrainEnd(run_dir / "checkpoints"))
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(
@@ -152,7 +153,36 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             log.warning("evaluation skipped: no frozen policy at %s", cfg.policy.path)
         elif cfg.evaluate.enabled and cfg.policy.path:
             result["metrics"] = _evaluate_after_training(cfg, datamodule, result["export"]["onnx"])
+            if result["metrics"]:
+                from translate.report import headline
+
+                for line in headline(result["metrics"]):
+                    log.info("test: %s", line)
     return result
+
+
+class LossesToLog(L.Callback):
+    """Write the latest ``train/*`` losses to the run's log (``train_translate.log``) every
+    ``every`` iterations (0 = off), and the validation figures after each validation."""
+
+    def __init__(self, every: int = 500) -> None:
+        self.every = int(every)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if not self.every or step % self.every or trainer.global_rank:
+            return
+        items = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("train/loss")}
+        if items:
+            log.info("step %d: %s", step, " ".join(f"{k[6:]}={float(v):.4g}" for k, v in sorted(items.items())))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if trainer.sanity_checking or trainer.global_rank:
+            return
+        items = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        if items:
+            log.info("step %d validation: %s", trainer.global_step,
+                     " ".join(f"{k[4:]}={float(v):.4g}" for k, v in sorted(items.items())))
 
 
 def _frame_size(datamodule: Any) -> tuple[int, int]:

@@ -377,3 +377,20 @@ def test_stopped_at_max_steps_and_continued_is_exact(compose_cfg: Any, tiny_unpa
     a = load_checkpoint(Path(ref["run_dir"]) / "checkpoints" / "last.ckpt")["state_dict"]
     b = load_checkpoint(Path(out["run_dir"]) / "checkpoints" / "last.ckpt")["state_dict"]
     assert all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+def test_the_run_log_gets_losses_and_validation_figures(compose_cfg: Any, tiny_synth: Path, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from train_translate import train
+
+    ov = [o for o in tiny_train_overrides("cyclegan", tiny_synth, tmp_path, steps=4) if o != "policy=none"]
+    ov += ["export.enabled=false", "log_losses_every_n_steps=2", "trainer.log_every_n_steps=1",
+           "data.steps_per_epoch=2", "data.camera_yaml=null", f"data.val_dir={tiny_synth}/val",
+           "policy=custom", f"policy.path={tiny_synth}/policy/policy.onnx"]
+    with caplog.at_level(logging.INFO, logger="train_translate"):
+        train(compose_cfg("train", ov))
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "step 2: " in text and "loss_G=" in text
+    assert "validation: " in text and "gap_closed=" in text
