@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import signal
 import sys
@@ -16,7 +15,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from translate.fsutil import atomic_write_bytes
-from translate.recording import RecordingDiskFullError, SessionWriter
+from translate.recording import RecordingDiskFullError, SessionWriter, last_source_index
 from translate.sources import (
     CameraLostError,
     CameraOpenError,
@@ -178,7 +177,7 @@ def record(cfg: DictConfig) -> dict[str, Any]:
     writer: SessionWriter | None = None
     status, message = "complete", "end of stream"
     written = dropped = skipped = delivered = 0
-    resume_after = _resume_position(out) if cfg.resume else None
+    resume_after = last_source_index(out) if cfg.resume else None
     last_t: float | None = None
     t_start = time.monotonic()
 
@@ -263,21 +262,6 @@ def record(cfg: DictConfig) -> dict[str, Any]:
             writer.extra.update(dropped_frames=dropped, skipped_frames=skipped)
             writer.close(status=status, message=message)
     return _result(out, status, message, written, writer, dropped, skipped, t_start)
-
-
-def _resume_position(out: Path) -> int | None:
-    """The source position of the last frame a session lists (file, folder and synth sources),
-    or None: a resumed recording of such a source continues after it."""
-    manifest = out / "manifest.jsonl"
-    if not manifest.is_file():
-        return None
-    last = None
-    for line in manifest.read_text().splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            obj = json.loads(line)
-            if isinstance(obj, dict) and obj.get("source_index") is not None:
-                last = int(obj["source_index"])
-    return last
 
 
 def _result(out: Path, status: str, message: str, written: int, writer: SessionWriter | None,

@@ -77,6 +77,7 @@ def iteration_flops(cfg: Any) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     import train_translate
+    from models.fast_step import FastExecutor, StepConfig
 
     kwargs = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(kwargs, dict)
@@ -87,14 +88,9 @@ def iteration_flops(cfg: Any) -> float:
     dev = next(m.parameters()).device
     ctx: dict[str, Any] = {"real": torch.rand(b, 3, size, size, device=dev) * 2 - 1,
                            "sim": torch.rand(b, 3, size, size, device=dev) * 2 - 1}
-    m.prepare_iteration(ctx, live=False)
+    ex = FastExecutor(StepConfig(name="fast"))  # not set up: fp32, its body is forward + backward
     with FlopCounterMode(display=False) as fc:
-        for phase in m.iteration_phases():
-            if phase.before is not None:
-                phase.before(ctx, False)
-            m.enter_phase(phase)
-            _, total = phase.losses(ctx)
-            total.backward()
+        m.eager_iteration(ctx, body=lambda phase, c: ex.body(m, phase, c), step=False, live=False)
     return float(fc.get_total_flops())
 
 

@@ -144,21 +144,15 @@ def translator_health(
     """
     import numpy as np
 
-    from translate.metrics import turn_direction
+    from translate.metrics import action_collapse
 
-    a = np.asarray(actions, dtype=np.float64)
-    spread = float(a.std(axis=0).mean()) if len(a) > 1 else 0.0
-    dirs = turn_direction(a, dead_zone) if a.shape[1] == 2 else np.zeros(len(a))
-    mode = float(np.unique(dirs, return_counts=True)[1].max() / len(a))
+    spread, mode = action_collapse(actions, dead_zone)
     out: dict[str, Any] = {"action_spread": spread, "turn_mode_share": mode,
                            "moved": float(np.asarray(moved).mean()),
                            "colour_spread": float(np.asarray(colour).std(axis=0).mean())}
     warnings_: list[str] = []
-    if sim_actions is not None and len(sim_actions) == len(a):
-        s = np.asarray(sim_actions, dtype=np.float64)
-        s_spread = float(s.std(axis=0).mean())
-        s_dirs = turn_direction(s, dead_zone) if s.shape[1] == 2 else np.zeros(len(s))
-        s_mode = float(np.unique(s_dirs, return_counts=True)[1].max() / len(s))
+    if sim_actions is not None and len(sim_actions) == len(actions):
+        s_spread, s_mode = action_collapse(sim_actions, dead_zone)
         if spread < 0.25 * s_spread or (mode > 0.9 and s_mode <= 0.7):
             warnings_.append(
                 f"translator health: the policy's actions on translated frames collapsed (spread "
@@ -546,27 +540,49 @@ class TranslatorModule(L.LightningModule):
         opts = self.optimizers()
         return list(opts) if isinstance(opts, (list, tuple)) else [opts]
 
-    def eager_iteration(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """One iteration in Lightning's eager loop (``step=eager``): every phase in order.
+    def eager_iteration(
+        self,
+        batch: dict[str, Any],
+        *,
+        body: Callable[[Phase, dict[str, Any]], dict[str, torch.Tensor]] | None = None,
+        step: bool = True,
+        live: bool = True,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """One iteration, every phase in order, op by op: the one phase loop of the project.
+
+        Args:
+            batch: the loader's batch (``real``, ``sim``, ...).
+            body: ``(phase, ctx) -> named losses``: a phase's losses and backward. Default:
+                Lightning's ``manual_backward`` (``step=eager``); the fast executor passes its
+                autocast one.
+            step: zero the phase's gradients before it and step its optimisers after it (off
+                for a CUDA-graph warm-up or a FLOP count).
+            live: draw the host-side randomness for real (off: placeholders, no state change).
 
         Returns:
             ``(losses, ctx)``: the named losses of every phase and the iteration context.
         """
-        opts = self.lightning_optimizers()
+        body = body or self._lightning_body
+        opts = self.lightning_optimizers() if step else []
         ctx = dict(batch)
-        self.prepare_iteration(ctx, live=True)
+        self.prepare_iteration(ctx, live=live)
         losses: dict[str, torch.Tensor] = {}
         for phase in self.iteration_phases():
             if phase.before is not None:
-                phase.before(ctx, True)
-            self.enter_phase(phase)
-            named, total = phase.losses(ctx)
-            for i in phase.optimizers:
-                opts[i].zero_grad(set_to_none=True)
-            self.manual_backward(total)
-            self.step_optimizers(opts, phase)
-            losses.update(named)
+                phase.before(ctx, live)
+            if step:
+                for i in phase.optimizers:
+                    opts[i].zero_grad(set_to_none=True)
+            losses.update(body(phase, ctx))
+            if step:
+                self.step_optimizers(opts, phase)
         return losses, ctx
+
+    def _lightning_body(self, phase: Phase, ctx: dict[str, Any]) -> dict[str, torch.Tensor]:
+        self.enter_phase(phase)
+        named, total = phase.losses(ctx)
+        self.manual_backward(total)
+        return named
 
     @property
     def executor(self) -> Any:

@@ -191,8 +191,13 @@ class FastExecutor:
     def _autocast(self, device: torch.device) -> Any:
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False)
 
-    def _body(self, module: TranslatorModule, phase: Phase, ctx: dict[str, Any]) -> dict[str, Tensor]:
-        """A phase's losses and backward (no optimiser step): what a CUDA graph holds."""
+    def body(self, module: TranslatorModule, phase: Phase, ctx: dict[str, Any]) -> dict[str, Tensor]:
+        """A phase's losses and backward, autocast when bf16 (no optimiser step): what a CUDA
+        graph holds.
+
+        Returns:
+            The phase's named losses.
+        """
         module.enter_phase(phase)
         with self._autocast(module.device):
             named, total = phase.losses(ctx)
@@ -200,18 +205,8 @@ class FastExecutor:
         return named
 
     def _eager(self, module: TranslatorModule, batch: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        opts = module.lightning_optimizers()
-        ctx = {k: self._layout(v) for k, v in batch.items()}
-        module.prepare_iteration(ctx, live=True)
-        losses: dict[str, Tensor] = {}
-        for phase in module.iteration_phases():
-            if phase.before is not None:
-                phase.before(ctx, True)
-            for i in phase.optimizers:
-                opts[i].zero_grad(set_to_none=True)
-            losses.update(self._body(module, phase, ctx))
-            module.step_optimizers(opts, phase)
-        return losses, ctx
+        return module.eager_iteration({k: self._layout(v) for k, v in batch.items()},
+                                      body=lambda phase, ctx: self.body(module, phase, ctx))
 
     def _trained_params(self, module: TranslatorModule) -> list[torch.nn.Parameter]:
         return [p for net in module.trainable_nets() for p in net.parameters()]
@@ -229,11 +224,8 @@ class FastExecutor:
         with torch.cuda.stream(side):
             for p in params:
                 p.grad = None
-            ctx = dict(base)
-            for phase in phases:
-                if phase.before is not None:
-                    phase.before(ctx, False)
-                self._body(module, phase, ctx)
+            module.eager_iteration(base, body=lambda phase, ctx: self.body(module, phase, ctx),
+                                   step=False, live=False)
         torch.cuda.current_stream().wait_stream(side)
         for p in params:
             p.grad = None  # the captured backward allocates every .grad inside the graphs' pool
@@ -244,7 +236,7 @@ class FastExecutor:
                 phase.before(ctx, False)  # placeholders become the static inputs of this phase
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool):
-                self._outs.append(self._body(module, phase, ctx))
+                self._outs.append(self.body(module, phase, ctx))
             pool = graph.pool() if pool is None else pool
             self._graphs.append(graph)
         self._phases, self._ctx = phases, ctx

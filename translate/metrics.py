@@ -34,6 +34,7 @@ __all__ = [
     "ssim",
     "turn_agreement",
     "turn_direction",
+    "action_collapse",
     "wasserstein_1d",
     "within_tolerance",
 ]
@@ -529,6 +530,27 @@ def turn_direction(actions: np.ndarray, dead_zone: float = 0.05) -> np.ndarray:
         raise ValueError(f"dead_zone must be >= 0; got {dead_zone}")
     diff = a[..., 0] - a[..., 1]
     return np.where(np.abs(diff) <= dead_zone, 0, np.sign(diff)).astype(np.int8)
+
+
+def action_collapse(actions: np.ndarray, dead_zone: float = 0.05) -> tuple[float, float]:
+    """How much a policy's actions vary over frames: ``(spread, turn_mode_share)``.
+
+    ``spread`` is the std over frames, averaged over action dimensions (0 for one frame);
+    ``turn_mode_share`` the share of frames with the most common turn direction (2-D actions;
+    1.0 otherwise). Degenerate actions — a wrong input contract, a translation that hides what
+    the policy needs — have a small spread or one turn direction on nearly every frame.
+
+    Shape:
+        - actions: :math:`(N, A)`, N ≥ 1.
+    """
+    a = np.asarray(actions, dtype=np.float64)
+    if a.ndim != 2 or len(a) == 0:
+        raise ValueError(f"actions must be (N, A) with N >= 1, got {a.shape}")
+    spread = float(a.std(axis=0).mean()) if len(a) > 1 else 0.0
+    if a.shape[1] != 2:
+        return spread, 1.0
+    counts = np.unique(turn_direction(a, dead_zone), return_counts=True)[1]
+    return spread, float(counts.max() / len(a))
 
 
 def turn_agreement(pred: np.ndarray, ref: np.ndarray, dead_zone: float = 0.05) -> np.ndarray:

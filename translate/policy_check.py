@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from translate.metrics import turn_direction
+from translate.metrics import action_collapse, action_metrics
 from translate.policy import PolicySpec, PolicySpecError, load_policy
 
 __all__ = ["ContractCheck", "check_policy_contract", "main", "read_sim_frames", "spec_alternatives"]
@@ -86,16 +86,13 @@ class ContractCheck:
 
 
 def _score(actions: np.ndarray, expert: np.ndarray | None, dead_zone: float) -> dict[str, Any]:
-    dirs = turn_direction(actions, dead_zone) if actions.shape[1] == 2 else np.zeros(len(actions))
-    row: dict[str, Any] = {
-        "action_spread": float(actions.std(axis=0).mean()) if len(actions) > 1 else 0.0,
-        "turn_mode_share": float(np.unique(dirs, return_counts=True)[1].max() / len(actions)),
-        "action_mae": None, "turn_agreement": None,
-    }
+    spread, mode = action_collapse(actions, dead_zone)
+    row: dict[str, Any] = {"action_spread": spread, "turn_mode_share": mode,
+                           "action_mae": None, "turn_agreement": None}
     if expert is not None:
-        row["action_mae"] = float(np.abs(actions - expert).mean())
-        if actions.shape[1] == 2:
-            row["turn_agreement"] = float((dirs == turn_direction(expert, dead_zone)).mean())
+        am = action_metrics(actions, expert, dead_zone=dead_zone)
+        row["action_mae"] = am["action_mae"]
+        row["turn_agreement"] = am.get("turn_agreement")
     return row
 
 
@@ -170,6 +167,7 @@ def check_policy_contract(
 def read_sim_frames(sim: Path, manifest: Path | None, limit: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Up to ``limit`` sim frames (N, H, W, 3) uint8 and, when a manifest lists them, the expert's
     actions (N, A); paths in the manifest must stay inside its folder."""
+    from translate.fsutil import safe_join
     from translate.imageio import list_images, read_image
 
     if manifest is not None:
@@ -178,12 +176,7 @@ def read_sim_frames(sim: Path, manifest: Path | None, limit: int) -> tuple[np.nd
         items = [i for i in items if i.get("sim") and i.get("action") is not None][:limit]
         if not items:
             raise ValueError(f"{manifest}: no entries with both 'sim' and 'action'")
-        paths = []
-        for i in items:
-            p = (root / i["sim"]).resolve()
-            if root.resolve() not in p.parents:
-                raise ValueError(f"{manifest}: path {i['sim']!r} leaves the folder")
-            paths.append(p)
+        paths = [safe_join(root, i["sim"], what=f"{manifest.name}: sim frame") for i in items]
         return np.stack([read_image(p) for p in paths]), np.asarray([i["action"] for i in items], np.float64)
     paths = list_images(sim, what="sim frame folder")[:limit]
     return np.stack([read_image(p) for p in paths]), None

@@ -26,6 +26,7 @@ __all__ = [
     "RecordingFormatError",
     "RecordingSession",
     "SessionWriter",
+    "last_source_index",
 ]
 
 FORMAT_VERSION = 1
@@ -163,6 +164,20 @@ class RecordingSession:
         return np.asarray([f.action for f in self.frames], dtype=np.float32)
 
 
+def last_source_index(root: str | os.PathLike[str]) -> int | None:
+    """The source position (``source_index``) of the last complete frame a session lists.
+
+    A resumed file, folder or synth recording continues after it. None: no session there, or a
+    session whose frames carry no positions (camera recordings, older sessions).
+    """
+    manifest = Path(root) / _MANIFEST
+    if not manifest.is_file():
+        return None
+    records, _ = _read_manifest_lines(manifest)
+    indices = [r["source_index"] for r in records if r.get("source_index") is not None]
+    return int(indices[-1]) if indices else None
+
+
 def _read_session_json(path: Path) -> dict[str, Any]:
     """``session.json`` as a dict, or {} when it is missing or unreadable."""
     if not path.exists():
@@ -225,8 +240,6 @@ class SessionWriter:
             )
         self._frames_dir.mkdir(parents=True, exist_ok=True)
         self.count = 0
-        #: the last listed frame's ``source_index`` (None: a new session, or one without positions)
-        self.resume_after: int | None = None
         if exists:
             prev_info = _read_session_json(self.path / _SESSION)
             pw, ph = prev_info.get("width"), prev_info.get("height")
@@ -239,8 +252,6 @@ class SessionWriter:
             with open(self._manifest_path, "rb+") as fh:
                 fh.truncate(good_len)
             self.count = len(records)
-            if records and records[-1].get("source_index") is not None:
-                self.resume_after = int(records[-1]["source_index"])
             listed = {Path(r["file"]).name for r in records}
             for p in self._frames_dir.iterdir():
                 # temp files and frames renamed but never listed: not part of the session
@@ -265,7 +276,7 @@ class SessionWriter:
         """Append one RGB uint8 (H, W, 3) frame; returns its record once it is safely listed.
 
         ``source_index``: the frame's position in the source's stream (file, folder and synth
-        sources), listed so a resumed recording continues after it (:attr:`resume_after`).
+        sources), listed so a resumed recording continues after it (:func:`last_source_index`).
 
         Raises:
             RecordingDiskFullError: no space left; the frame is not listed, earlier ones are intact.
