@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -16,7 +17,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from models.base import NonFiniteLossError
+from models.base import NonFiniteLossError, PolicyLossWeights
 from models.checkpointing import (
     AtomicCheckpointIO,
     SaveLastOnTrainEnd,
@@ -94,7 +95,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir),
     )
     log.info("run folder: %s", run_dir.resolve())
-    started, step0 = time.perf_counter(), 0
+    started = time.perf_counter()
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
     except NonFiniteLossError as exc:
@@ -111,8 +112,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.interrupted:
         log.warning("training interrupted; resume with ckpt_path=last run_dir=%s", run_dir)
     fit_s = time.perf_counter() - started
+    done = trainer.global_step - next(c for c in callbacks if isinstance(c, LossesToLog)).start_step
     log.info("trained %d iterations in %.1f s (%.1f it/s, start-up and validation included)",
-             trainer.global_step - step0, fit_s, (trainer.global_step - step0) / max(fit_s, 1e-9))
+             done, fit_s, done / max(fit_s, 1e-9))
 
     result: dict[str, Any] = {
         "run_dir": str(run_dir),
@@ -167,6 +169,10 @@ class LossesToLog(L.Callback):
 
     def __init__(self, every: int = 500) -> None:
         self.every = int(every)
+        self.start_step = 0  # the step training (re)started from, once it has
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self.start_step = int(trainer.global_step)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
@@ -214,7 +220,7 @@ def _policy_kwargs(cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
         log.warning("no frozen policy at %s: training without the policy losses and without "
                     "validation by action agreement (give yours with policy=custom "
                     "policy.path=... policy.spec=...)", path)
-        return {"policy_losses": {k: 0.0 for k in ("cycle", "sim_identity", "paired", "features")},
+        return {"policy_losses": {f.name: 0.0 for f in dataclasses.fields(PolicyLossWeights)},
                 "distill": {**dict(cfg.model.get("distill") or {}), "policy": 0.0}}
     if not path.exists():
         raise FileNotFoundError(f"policy.path: {path} does not exist")
