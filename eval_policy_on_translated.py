@@ -433,11 +433,8 @@ def evaluate_after_training(cfg_train: DictConfig, onnx_path: str | Path) -> dic
         log.warning("evaluation skipped: no evaluation split %s (set evaluate.split to a paired "
                     "folder under data.root)", data)
         return None
-    camera: Any = "auto"
-    if not data_cfg.get("correct_real", True) or data_cfg.get("camera_yaml") is None:
-        camera = "none"
-    elif str(data_cfg.get("camera_yaml")) != "auto":
-        camera = str(data_cfg.camera_yaml)
+    # the training's own setting; "auto" finds the same root/camera.yaml (or the export's record)
+    camera = str(data_cfg.get("camera_yaml")) if data_cfg.get("correct_real", True) else "none"
     overrides: dict[str, Any] = {
         "translator": str(onnx_path),
         "policy": str(policy.path),

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from datasets.folders import find_paired_samples, resolve_unpaired_folders
 from datasets.sampling import KeyedRandomSampler, item_generator
 from datasets.unpaired import UnpairedImageDataset, build_transform, to_tensor
-from translate.camera import CameraCorrection, load_camera_yaml
+from translate.camera import CameraCorrection, load_camera_yaml, resolve_camera_setting
 from translate.imageio import read_image
 
 __all__ = ["PairedValDataset", "Resized", "TranslationDataModule", "WithPairs"]
@@ -259,17 +259,11 @@ class TranslationDataModule(L.LightningDataModule):
             ensure_dataset(self.root, **self.synth)
 
     def camera_path(self) -> Path | None:
-        """The camera.yaml used for lens correction, or None."""
-        if not self.correct_real or self.camera_yaml in (None, "", "none"):
+        """The camera.yaml used for lens correction (``auto``: ``root/camera.yaml``), or None."""
+        if not self.correct_real:
             return None
-        if self.camera_yaml == "auto":
-            if self.root is not None and (self.root / "camera.yaml").exists():
-                return self.root / "camera.yaml"
-            return None
-        p = Path(str(self.camera_yaml))
-        if not p.exists():
-            raise FileNotFoundError(f"data.camera_yaml: {p} does not exist")
-        return p
+        near = [self.root / "camera.yaml"] if self.root is not None else []
+        return resolve_camera_setting(self.camera_yaml, near, what="data.camera_yaml")
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets (decodes and lens-corrects the frames once when ``cache``)."""

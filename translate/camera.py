@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -22,7 +23,9 @@ __all__ = [
     "CameraModel",
     "CameraModelName",
     "CameraRig",
+    "NO_CAMERA",
     "load_camera_yaml",
+    "resolve_camera_setting",
 ]
 
 CameraModelName = Literal["pinhole", "fisheye"]
@@ -701,6 +704,48 @@ def load_camera_yaml(path: str | os.PathLike[str]) -> CameraRig:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise CameraConfigError(f"{path}: not valid YAML: {exc}") from exc
     return CameraRig.from_dict(data, where=str(path))
+
+
+#: Setting values that mean "no lens correction" (compared lower-case).
+NO_CAMERA = ("", "none", "null", "off", "false")
+
+
+def resolve_camera_setting(
+    setting: str | os.PathLike[str] | None,
+    candidates: Sequence[str | os.PathLike[str] | None] = (),
+    *,
+    what: str = "camera",
+) -> Path | None:
+    """The camera.yaml a ``camera`` / ``data.camera_yaml`` setting names: the one rule for ``auto``.
+
+    Training (``data.camera_yaml``), the evaluation (``camera``) and the glue between them all
+    resolve their setting here.
+
+    Args:
+        setting: ``"auto"`` (the first of ``candidates`` that is a file, else None), None or one
+            of :data:`NO_CAMERA` (no correction), or a camera.yaml path (must exist).
+        candidates: where ``auto`` looks, in order: the camera.yaml files the data may hold
+            (None entries are skipped).
+        what: the setting's name, for the error message.
+
+    Returns:
+        The camera.yaml, or None for no correction.
+
+    Raises:
+        FileNotFoundError: a path that is not a file (the message names the setting).
+
+    Example:
+        >>> resolve_camera_setting("none") is None
+        True
+    """
+    if setting is None or str(setting).strip().lower() in NO_CAMERA:
+        return None
+    if str(setting).strip().lower() == "auto":
+        return next((Path(c) for c in candidates if c is not None and Path(c).is_file()), None)
+    path = Path(setting)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: {path} does not exist (use {what}=auto or {what}=none)")
+    return path
 
 
 class CameraCorrection:

@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from translate import __version__
-from translate.camera import CameraCorrection
+from translate.camera import CameraCorrection, resolve_camera_setting
 from translate.imageio import DataFolderError, OnError, list_images, read_images
 from translate.metrics import (
     ChannelStats,
@@ -402,10 +402,7 @@ def _actions_of(items: Sequence[Sequence[float] | None], where: str
 
 
 def _camera_near(folder: Path) -> Path | None:
-    for candidate in (folder / "camera.yaml", folder.parent / "camera.yaml"):
-        if candidate.is_file():
-            return candidate
-    return None
+    return resolve_camera_setting("auto", [folder / "camera.yaml", folder.parent / "camera.yaml"])
 
 
 def eval_set_from_pairs(
@@ -593,22 +590,17 @@ def resolve_camera(
     """
     if isinstance(camera, CameraCorrection):
         return camera, "given"
-    if camera is None or str(camera).lower() in ("none", "null", "off", "false"):
-        return None, None
-    if str(camera).lower() == "auto":
-        if eval_set.camera_yaml is not None:
-            return CameraCorrection.from_yaml(eval_set.camera_yaml), str(eval_set.camera_yaml)
+    path = resolve_camera_setting(camera, [eval_set.camera_yaml])
+    if path is not None:
+        return CameraCorrection.from_yaml(path), str(path)
+    if str(camera).strip().lower() == "auto":
         for t in translators:
             meta = getattr(t, "camera_correction", None)
             if meta:
                 return CameraCorrection.from_dict(meta, where=f"translator {t.name} metadata"), (
                     f"translator {t.name} metadata"
                 )
-        return None, None
-    path = Path(camera)
-    if not path.is_file():
-        raise FileNotFoundError(f"camera: {path} does not exist (use camera=auto or camera=none)")
-    return CameraCorrection.from_yaml(path), str(path)
+    return None, None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -19,12 +19,14 @@ from translate.fsutil import atomic_write_text
 
 __all__ = [
     "PRESETS",
+    "PRE_OP_KINDS",
     "SPEC_FILENAME",
     "OnnxPolicy",
     "Policy",
     "PolicyOutput",
     "PolicySpec",
     "PolicySpecError",
+    "PreOp",
     "SpecMismatchError",
     "TorchScriptPolicy",
     "load_policy",
@@ -97,6 +99,50 @@ class PolicySpecError(ValueError):
 
 class SpecMismatchError(PolicySpecError):
     """A PolicySpec contradicts its model (input name, layout, size, dtype or outputs)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Preprocessing: one declaration (PreOp list), interpreted by numpy here, torch
+# (translate.torch_policy) and ONNX graph ops (translate.runtime's fusion)
+# --------------------------------------------------------------------------------------------------
+
+#: The operation kinds of :class:`PreOp`, in the order a spec emits them.
+PRE_OP_KINDS = ("resize", "flip_channels", "div", "sub", "sub_image_mean", "clip", "to_uint8",
+                "layout")
+
+
+@dataclass(frozen=True)
+class PreOp:
+    """One step of a policy's input preprocessing; every backend interprets the same list.
+
+    The list starts from RGB float pixels in 0–255 of an image batch whose channel axis each
+    backend knows (last in numpy and ONNX, second in torch). Kinds and their ``value``:
+
+    - ``resize`` ``(height, width)``: bilinear, half-pixel centres, no antialiasing; only applied
+      when the frames' size differs.
+    - ``flip_channels`` ``None``: RGB ↔ BGR.
+    - ``div`` a float, or one per channel: ``x / value``.
+    - ``sub`` one float per channel: ``x - value``.
+    - ``sub_image_mean`` ``None``: subtract each image's own per-channel mean over H and W.
+    - ``clip`` ``(lo, hi)``.
+    - ``to_uint8`` ``None``: round half to even, clip to 0–255, cast to uint8.
+    - ``layout`` ``"NHWC"`` or ``"NCHW"``: the output layout.
+
+    Args:
+        kind: one of :data:`PRE_OP_KINDS`.
+        value: the kind's parameter, as above.
+
+    Example:
+        >>> [op.kind for op in PolicySpec.preset("rsl_rl").preprocess_ops()]
+        ['div', 'layout']
+    """
+
+    kind: str
+    value: Any = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in PRE_OP_KINDS:
+            raise ValueError(f"PreOp kind must be one of {', '.join(PRE_OP_KINDS)}; got {self.kind!r}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -392,6 +438,34 @@ class PolicySpec:
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
         return atomic_write_text(path, text)
 
+    def preprocess_ops(self) -> tuple[PreOp, ...]:
+        """The input preprocessing as one declarative list, read by the numpy, torch and ONNX backends.
+
+        Order: resize (when the spec fixes a size), channel order, value scale, normalisation,
+        clip, uint8 rounding (``dtype: uint8``), layout.
+
+        Returns:
+            The :class:`PreOp` steps, from RGB float 0–255 pixels to the model's input.
+        """
+        ops: list[PreOp] = []
+        if self.height is not None and self.width is not None:
+            ops.append(PreOp("resize", (self.height, self.width)))
+        if self.channel_order == "BGR":
+            ops.append(PreOp("flip_channels"))
+        if self.scale == "0-1":
+            ops.append(PreOp("div", 255.0))
+        if self.normalize == "mean_std":
+            assert self.mean is not None and self.std is not None  # guaranteed by validation
+            ops += [PreOp("sub", self.mean), PreOp("div", self.std)]
+        elif self.normalize == "per_image_mean":
+            ops.append(PreOp("sub_image_mean"))
+        if self.clip is not None:
+            ops.append(PreOp("clip", self.clip))
+        if self.dtype == "uint8":
+            ops.append(PreOp("to_uint8"))
+        ops.append(PreOp("layout", self.layout))
+        return tuple(ops)
+
     def replace(self, **changes: Any) -> PolicySpec:
         """A copy with some fields changed (validated again).
 
@@ -427,13 +501,34 @@ def _resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
+def _apply_numpy(op: PreOp, x: np.ndarray) -> np.ndarray:
+    """One :class:`PreOp` on (N, H, W, C) pixels (the layout op on the way out)."""
+    if op.kind == "resize":
+        h, w = op.value
+        return _resize_bilinear(x, h, w) if x.shape[1:3] != (h, w) else x
+    if op.kind == "flip_channels":
+        return x[..., ::-1]
+    if op.kind == "div":
+        return x / np.asarray(op.value, np.float32)
+    if op.kind == "sub":
+        return x - np.asarray(op.value, np.float32)
+    if op.kind == "sub_image_mean":
+        return x - x.mean(axis=(1, 2), keepdims=True, dtype=np.float32)
+    if op.kind == "clip":
+        return np.clip(x, op.value[0], op.value[1])
+    if op.kind == "to_uint8":
+        return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    assert op.kind == "layout"
+    return x.transpose(0, 3, 1, 2) if op.value == "NCHW" else x
+
+
 def preprocess(frames: np.ndarray, spec: PolicySpec) -> np.ndarray:
     """Turn RGB uint8 frames into the model's input tensor as the spec describes.
 
-    Steps, in order: resize to the spec's height × width if they differ (bilinear, no
-    antialiasing — a stand-in: give the policy frames at its own size upstream, e.g. from the
-    camera correction, rather than relying on this), channel order, value scale, normalisation,
-    clip, dtype and layout.
+    Interprets :meth:`PolicySpec.preprocess_ops` in numpy (the torch and ONNX backends read the
+    same list): resize to the spec's height × width if they differ (bilinear, no antialiasing — a
+    stand-in: give the policy frames at its own size upstream, e.g. from the camera correction,
+    rather than relying on this), channel order, value scale, normalisation, clip, dtype, layout.
 
     Args:
         frames: RGB uint8 frames.
@@ -461,26 +556,10 @@ def preprocess(frames: np.ndarray, spec: PolicySpec) -> np.ndarray:
         )
     if x.shape[0] == 0:
         raise ValueError("frames is empty (N = 0)")
-    size = (spec.height, spec.width)
-    if spec.height is not None and spec.width is not None and x.shape[1:3] != size:
-        xf = _resize_bilinear(x, spec.height, spec.width)
-    else:
-        xf = x.astype(np.float32)
-    if spec.channel_order == "BGR":
-        xf = xf[..., ::-1]
-    if spec.scale == "0-1":
-        xf = xf / np.float32(255.0)
-    if spec.normalize == "mean_std":
-        assert spec.mean is not None and spec.std is not None  # guaranteed by PolicySpec
-        xf = (xf - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    elif spec.normalize == "per_image_mean":
-        xf = xf - xf.mean(axis=(1, 2), keepdims=True, dtype=np.float32)
-    if spec.clip is not None:
-        xf = np.clip(xf, spec.clip[0], spec.clip[1])
-    out = np.clip(np.rint(xf), 0, 255).astype(np.uint8) if spec.dtype == "uint8" else xf
-    if spec.layout == "NCHW":
-        out = out.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(out, dtype=np.uint8 if spec.dtype == "uint8" else np.float32)
+    xf = x.astype(np.float32)
+    for op in spec.preprocess_ops():
+        xf = _apply_numpy(op, xf)
+    return np.ascontiguousarray(xf)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -457,9 +457,21 @@ def _glue_model(nodes: list[Any], inits: list[Any], inp: Any, out: Any, opset: i
                              ir_version=ir_version)
 
 
-def _policy_pre_nodes(spec: PolicySpec, opset: int, src: str, dst: str
-                      ) -> tuple[list[Any], list[Any]]:
-    """Ops that do :func:`translate.policy.preprocess` on float NHWC RGB 0–255 pixels."""
+def _policy_pre_nodes(spec: PolicySpec, opset: int, src: str, dst: str,
+                      size: tuple[int, int] | None = None) -> tuple[list[Any], list[Any]]:
+    """Graph ops for :meth:`PolicySpec.preprocess_ops` on float NHWC RGB 0–255 pixels.
+
+    Args:
+        spec: the policy's input contract.
+        opset: the graph's ONNX opset (``ReduceMean`` takes its axes as an input from 18).
+        src: the pixels' tensor name, (N, H, W, 3) float.
+        dst: the name of the model input the ops produce.
+        size: the pixels' (H, W); a ``resize`` op to another size is refused (the graph does
+            not resize), None = trust that it matches.
+
+    Returns:
+        ``(nodes, initializers)``.
+    """
     from onnx import TensorProto, helper, numpy_helper
 
     nodes: list[Any] = []
@@ -475,29 +487,33 @@ def _policy_pre_nodes(spec: PolicySpec, opset: int, src: str, dst: str
         nodes.append(helper.make_node(kind, inputs, [f"pp/{name}"], name=f"pp/{name}", **attrs))
         cur = f"pp/{name}"
 
-    if spec.channel_order == "BGR":
-        op("Gather", [cur, const("bgr", [2, 1, 0], np.int64)], "to_bgr", axis=3)
-    if spec.scale == "0-1":
-        op("Div", [cur, const("255", 255.0)], "scale")
-    if spec.normalize == "mean_std":
-        assert spec.mean is not None and spec.std is not None
-        op("Sub", [cur, const("mean", spec.mean)], "sub_mean")
-        op("Div", [cur, const("std", spec.std)], "div_std")
-    elif spec.normalize == "per_image_mean":
-        before = cur
-        if opset >= 18:
-            op("ReduceMean", [cur, const("hw", [1, 2], np.int64)], "image_mean", keepdims=1)
-        else:
-            op("ReduceMean", [cur], "image_mean", axes=[1, 2], keepdims=1)
-        op("Sub", [before, cur], "sub_image_mean")
-    if spec.clip is not None:
-        op("Clip", [cur, const("clip_lo", spec.clip[0]), const("clip_hi", spec.clip[1])], "clip")
-    if spec.dtype == "uint8":
-        op("Round", [cur], "round")
-        op("Clip", [cur, const("u8_lo", 0.0), const("u8_hi", 255.0)], "clip_u8")
-        op("Cast", [cur], "to_uint8", to=TensorProto.UINT8)
-    if spec.layout == "NCHW":
-        op("Transpose", [cur], "to_nchw", perm=[0, 3, 1, 2])
+    for i, pre in enumerate(spec.preprocess_ops()):
+        tag = f"{i}_{pre.kind}"
+        if pre.kind == "resize":
+            if size is not None and tuple(size) != tuple(pre.value):
+                raise ValueError(f"the policy takes {pre.value[1]}x{pre.value[0]} (WxH) frames but "
+                                 f"the graph gives {size[1]}x{size[0]}; the graph does not resize")
+        elif pre.kind == "flip_channels":
+            op("Gather", [cur, const(f"{tag}_bgr", [2, 1, 0], np.int64)], tag, axis=3)
+        elif pre.kind in ("div", "sub"):
+            op(pre.kind.capitalize(), [cur, const(f"{tag}_value", pre.value)], tag)
+        elif pre.kind == "sub_image_mean":
+            before = cur
+            if opset >= 18:
+                op("ReduceMean", [cur, const(f"{tag}_hw", [1, 2], np.int64)], f"{tag}_mean",
+                   keepdims=1)
+            else:
+                op("ReduceMean", [cur], f"{tag}_mean", axes=[1, 2], keepdims=1)
+            op("Sub", [before, cur], tag)
+        elif pre.kind == "clip":
+            op("Clip", [cur, const(f"{tag}_lo", pre.value[0]), const(f"{tag}_hi", pre.value[1])],
+               tag)
+        elif pre.kind == "to_uint8":
+            op("Round", [cur], f"{tag}_round")
+            op("Clip", [cur, const(f"{tag}_lo", 0.0), const(f"{tag}_hi", 255.0)], f"{tag}_clip")
+            op("Cast", [cur], tag, to=TensorProto.UINT8)
+        elif pre.kind == "layout" and pre.value == "NCHW":
+            op("Transpose", [cur], tag, perm=[0, 3, 1, 2])
     nodes.append(helper.make_node("Identity", [cur], [dst], name="pp/out"))
     return nodes, inits
 
@@ -620,7 +636,7 @@ def fuse_translator_and_policy(
         in_order = str(tmeta.get("input_channel_order", "RGB"))
 
     p_in = pspec.input_name
-    pre_nodes, pre_inits = _policy_pre_nodes(pspec, opset, "sim_pixels", "pp/obs")
+    pre_nodes, pre_inits = _policy_pre_nodes(pspec, opset, "sim_pixels", "pp/obs", (oh, ow))
     p_input = next(i for i in pm.graph.input if i.name == p_in)
     elem = p_input.type.tensor_type.elem_type
     obs_dims: list[Any] = [n, 3, oh, ow] if pspec.layout == "NCHW" else [n, oh, ow, 3]

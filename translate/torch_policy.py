@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate.policy import PolicySpec, SpecMismatchError, _find_penultimate, _resolve_spec
+from translate.policy import PolicySpec, PreOp, SpecMismatchError, _find_penultimate, _resolve_spec
 
 __all__ = [
     "OnnxGraphModule",
@@ -322,36 +322,56 @@ class TorchPolicy(nn.Module):
         self.net.eval()
         return self
 
-    def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        # made once per device: a host-to-device copy inside a CUDA-graph capture is not allowed
-        cache = self.__dict__.setdefault("_mean_std_cache", {})
-        if device not in cache:
-            cache[device] = (torch.tensor(self.spec.mean, device=device).view(1, 3, 1, 1),
-                             torch.tensor(self.spec.std, device=device).view(1, 3, 1, 1))
-        return cache[device]
+    def _const(self, value: Any, device: torch.device) -> torch.Tensor | float:
+        # per-channel constants are made once per device: a host-to-device copy inside a
+        # CUDA-graph capture is not allowed
+        if not isinstance(value, tuple):
+            return float(value)
+        cache = self.__dict__.setdefault("_const_cache", {})
+        key = (value, device)
+        if key not in cache:
+            cache[key] = torch.tensor(value, device=device).view(1, 3, 1, 1)
+        return cache[key]
+
+    def _pre_op(self, op: PreOp, x: torch.Tensor) -> torch.Tensor:
+        """One :class:`~translate.policy.PreOp` on (N, 3, H, W) pixels (layout on the way out)."""
+        if op.kind == "resize":
+            if tuple(x.shape[2:]) == tuple(op.value):
+                return x
+            return F.interpolate(x, size=tuple(op.value), mode="bilinear", align_corners=False)
+        if op.kind == "flip_channels":
+            return x.flip(1)
+        if op.kind == "div":
+            return x / self._const(op.value, x.device)
+        if op.kind == "sub":
+            return x - self._const(op.value, x.device)
+        if op.kind == "sub_image_mean":
+            return x - x.mean(dim=(2, 3), keepdim=True)
+        if op.kind == "clip":
+            return x.clamp(op.value[0], op.value[1])
+        if op.kind == "to_uint8":
+            return x  # rounding has no gradient: the torch path stays float
+        assert op.kind == "layout"
+        return x.permute(0, 2, 3, 1) if op.value == "NHWC" else x
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) RGB in [-1, 1] → the model's input per the spec (differentiable)."""
+        """The model's input per :meth:`PolicySpec.preprocess_ops <translate.policy.PolicySpec.preprocess_ops>`, differentiable.
+
+        Args:
+            images: RGB in [-1, 1].
+
+        Returns:
+            The model input, float32, in the spec's layout.
+
+        Shape:
+            - images: :math:`(N, 3, H, W)`.
+            - output: :math:`(N, H', W', 3)` for NHWC or :math:`(N, 3, H', W')` for NCHW.
+        """
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (N, 3, H, W) RGB in [-1, 1], got {tuple(images.shape)}")
-        spec = self.spec
         x = (images.float() + 1.0) * 127.5  # 0..255 RGB
-        if spec.height is not None and spec.width is not None and tuple(x.shape[2:]) != (spec.height, spec.width):
-            x = F.interpolate(x, size=(spec.height, spec.width), mode="bilinear", align_corners=False)
-        if spec.channel_order == "BGR":
-            x = x.flip(1)
-        if spec.scale == "0-1":
-            x = x / 255.0
-        if spec.normalize == "mean_std":
-            assert spec.mean is not None and spec.std is not None
-            mean, std = self._mean_std(x.device)
-            x = (x - mean) / std
-        elif spec.normalize == "per_image_mean":
-            x = x - x.mean(dim=(2, 3), keepdim=True)
-        if spec.clip is not None:
-            x = x.clamp(spec.clip[0], spec.clip[1])
-        if spec.layout == "NHWC":
-            x = x.permute(0, 2, 3, 1)
+        for op in self.spec.preprocess_ops():
+            x = self._pre_op(op, x)
         return x.contiguous()
 
     def forward(self, images: torch.Tensor) -> TorchPolicyOutput:

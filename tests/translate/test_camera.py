@@ -16,6 +16,7 @@ from translate.camera import (
     CameraModel,
     CameraRig,
     load_camera_yaml,
+    resolve_camera_setting,
 )
 
 PINHOLE_DISTS = [
@@ -444,3 +445,19 @@ def test_an_absurd_lens_model_is_refused_saying_what_to_check() -> None:
     with pytest.raises(CameraConfigError, match=r"only \d+ % of the sim view maps inside .*\[50\.0, -80\.0, 0\.0, 0\.0\].*order and units"):
         CameraCorrection.from_rig(CameraRig(absurd, sim))
     assert CameraCorrection.from_rig(CameraRig(absurd, sim), min_coverage=0).valid.mean() < 0.5
+
+
+def test_resolve_camera_setting_one_rule(tmp_path: Path) -> None:
+    """auto = the first candidate that exists; none-like = no correction; a path must exist."""
+    near, far = tmp_path / "a" / "camera.yaml", tmp_path / "camera.yaml"
+    far.write_text("x")
+    assert resolve_camera_setting("auto", [None, near, far]) == far
+    near.parent.mkdir()
+    near.write_text("x")
+    assert resolve_camera_setting("AUTO", [near, far]) == near
+    assert resolve_camera_setting("auto", []) is None
+    for off in (None, "", "none", "null", "off", "false", "None"):
+        assert resolve_camera_setting(off, [near]) is None
+    assert resolve_camera_setting(str(far)) == far
+    with pytest.raises(FileNotFoundError, match=r"data.camera_yaml: .*nope.yaml does not exist"):
+        resolve_camera_setting(tmp_path / "nope.yaml", what="data.camera_yaml")

@@ -428,6 +428,63 @@ def test_preprocess_resize_matches_torch_bilinear() -> None:
         np.testing.assert_allclose(got, want, atol=1e-3)
 
 
+_SPECS = [
+    PolicySpec(channel_order=c, scale=sc, normalize=n, mean=MEAN if n == "mean_std" else None,
+               std=STD if n == "mean_std" else None, clip=cl, dtype=d, layout=lay)
+    for c in ("RGB", "BGR") for sc in ("0-255", "0-1") for n in ("none", "mean_std", "per_image_mean")
+    for cl in (None, (0.1, 0.7)) for d in ("float32", "uint8") for lay in ("NHWC", "NCHW")
+    if d == "float32" or (sc, n) == ("0-255", "none")  # uint8 holds raw pixels only
+]
+
+
+def _onnx_preprocess(spec: PolicySpec, frames: np.ndarray) -> np.ndarray:
+    """The fused graph's preprocessing ops alone, run by onnxruntime."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from translate.runtime import _glue_model, _policy_pre_nodes
+
+    n, h, w, _ = frames.shape
+    nodes, inits = _policy_pre_nodes(spec, 17, "pixels", "obs", (h, w))
+    out_type = TensorProto.UINT8 if spec.dtype == "uint8" else TensorProto.FLOAT
+    model = _glue_model(nodes, inits,
+                        helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [n, h, w, 3]),
+                        helper.make_tensor_value_info("obs", out_type, None), 17, 8)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"pixels": frames.astype(np.float32)})[0]
+
+
+@pytest.mark.parametrize("spec", _SPECS, ids=lambda s: "-".join(
+    str(v) for v in (s.channel_order, s.scale, s.normalize, s.clip, s.dtype, s.layout)))
+def test_preprocess_ops_numpy_torch_onnx_agree(spec: PolicySpec) -> None:
+    """One declaration (PolicySpec.preprocess_ops), three interpreters: the same model input."""
+    from translate.torch_policy import TorchPolicy
+
+    frames = _frames(3, 6, 5, seed=11)
+    want = preprocess(frames, spec.replace(height=6, width=5))  # the resize op is a no-op
+    onnx_x = _onnx_preprocess(spec, frames)
+    assert onnx_x.dtype == want.dtype
+    np.testing.assert_allclose(onnx_x, want, atol=1e-5)  # a mean sums in another order
+    images = torch.from_numpy(frames).permute(0, 3, 1, 2).double().div(127.5).sub(1.0).float()
+    got = TorchPolicy(nn.Identity(), spec, "a", None).preprocess(images).numpy()
+    assert got.shape == want.shape
+    # the torch path skips the uint8 rounding (no gradient): within half a level of it
+    np.testing.assert_allclose(got, want.astype(np.float32), atol=0.5 + 1e-3 if spec.dtype == "uint8" else 1e-4)
+
+
+def test_preprocess_ops_resize_numpy_torch_agree() -> None:
+    from translate.torch_policy import TorchPolicy
+
+    frames = _frames(2, 24, 20, seed=12)
+    spec = PolicySpec(height=8, width=12, scale="0-1", layout="NCHW", channel_order="BGR")
+    assert [op.kind for op in spec.preprocess_ops()] == ["resize", "flip_channels", "div", "layout"]
+    images = torch.from_numpy(frames).permute(0, 3, 1, 2).double().div(127.5).sub(1.0).float()
+    got = TorchPolicy(nn.Identity(), spec, "a", None).preprocess(images).numpy()
+    np.testing.assert_allclose(got, preprocess(frames, spec), atol=1e-5)
+    with pytest.raises(ValueError, match="does not resize"):
+        _onnx_preprocess(spec, frames)
+
+
 @pytest.mark.parametrize("bad", [np.zeros((2, 8, 8), np.uint8), np.zeros((2, 8, 8, 3), np.float32),
                                  np.zeros((8, 8, 4), np.uint8), np.zeros((0, 8, 8, 3), np.uint8)])
 def test_preprocess_rejects_bad_frames(bad: np.ndarray) -> None:
