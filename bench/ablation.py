@@ -196,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = args.out / run_name
             ev = [sys.executable, str(REPO / "eval_policy_on_translated.py"),
                   'translator="$ck"', f"device={args.eval_device}", f"out_dir={run_dir / 'eval'}",
-                  f"data={root / 'test'}", f"policy={root / 'policy' / 'policy.onnx'}",
+                  f"data={root / 'test'}", "policy=custom", f"policy.path={root / 'policy' / 'policy.onnx'}",
                   f"threads={args.threads or 'auto'}", "progress=false", "synth.build_if_missing=false",
-                  "build_policy_if_missing=false"]
+                  "policy.build_if_missing=false"]
             script = (f"{shlex.join([*cmd, 'evaluate.enabled=false'])} && "
                       f"ck={shlex.quote(str(run_dir / 'checkpoints' / 'best.ckpt'))} && "
                       f"{{ [ -f \"$ck\" ] || ck={shlex.quote(str(run_dir / 'checkpoints' / 'last.ckpt'))}; }} && "

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     import onnxruntime as ort
     import torch
 
-    import eval_policy_on_translated as ept
+    from workflows import evaluation as ept
 
     root = Path(args.root)
     data, policy, onnx = _prepare(root, args.n, args.size, args.ngf, args.blocks)
@@ -92,10 +92,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.workers} decoding threads, {args.bootstrap} bootstrap resamples, LPIPS auto, "
           f"compute threads {ept._threads(args.threads) or 'library defaults'} each")
     cfg = ept.default_config({
-        "translator": str(onnx), "policy": str(policy), "data": str(data / "test"),
+        "translator": str(onnx), "policy.path": str(policy), "data": str(data / "test"),
         "out_dir": str(out), "batch_size": args.batch_size, "num_workers": args.workers,
         "bootstrap.n": args.bootstrap, "progress": True, "print_table": False,
-        "build_policy_if_missing": False, "synth.build_if_missing": False,
+        "policy.build_if_missing": False, "synth.build_if_missing": False,
         "threads": None if args.threads == "0" else args.threads,
     })
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
-"""Training speed of train_translate.py's own train(cfg): it/s after warm-up, wall time with start-up, peak memory, share of bf16 peak.
+"""Training speed of train_translate.py's own train(cfg) (workflows.training): it/s after warm-up, wall time with start-up, peak memory, share of bf16 peak.
 
-Every row is a real ``train_translate.train(cfg)`` run (Lightning, the configured executor,
+Every row is a real ``workflows.training.train(cfg)`` run (Lightning, the configured executor,
 TensorBoard, checkpoint callbacks) capped at ``--steps`` iterations, with export and evaluation
 off and validation off (they are not iterations). A callback times the iterations after
 ``--warmup`` (CUDA-synchronised); wall time is from before ``train`` to its return, start-up and
@@ -76,12 +76,12 @@ def iteration_flops(cfg: Any) -> float:
     from omegaconf import OmegaConf
     from torch.utils.flop_counter import FlopCounterMode
 
-    import train_translate
     from models.fast_step import FastExecutor, StepConfig
+    from workflows import training
 
     kwargs = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(kwargs, dict)
-    kwargs.update(train_translate._policy_kwargs(cfg, None))
+    kwargs.update(training._policy_kwargs(cfg, None))
     m = hydra.utils.instantiate(kwargs, _convert_="all").to("cuda" if torch.cuda.is_available() else "cpu")
     size = int(cfg.data.crop_size or cfg.data.synth.size)
     b = int(cfg.data.batch_size)
@@ -118,7 +118,7 @@ def compose(overrides: list[str]) -> Any:
     from hydra import compose as hcompose
     from hydra import initialize_config_dir
 
-    import train_translate  # noqa: F401  (registers the ${sum:} resolver)
+    import workflows.training  # noqa: F401  (registers the ${sum:} resolver)
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         return hcompose(config_name="train", overrides=overrides)
@@ -126,7 +126,7 @@ def compose(overrides: list[str]) -> Any:
 
 def run_row(name: str, overrides: list[str], *, steps: int, warmup: int, runs_dir: Path) -> dict[str, Any]:
     """One capped ``train(cfg)`` run; returns its figures."""
-    from train_translate import train
+    from workflows.training import train
 
     safe = "".join(c if c.isalnum() else "_" for c in name)
     out = runs_dir / f"{safe}.json"

@@ -33,7 +33,7 @@ def compose_cfg() -> Callable[..., object]:
     """Compose a config from ``configs/`` with overrides, as the entry points do."""
     from hydra import compose, initialize_config_dir
 
-    import train_translate  # noqa: F401  (registers the ${sum:} resolver)
+    import workflows.training  # noqa: F401  (registers the ${sum:} resolver)
 
     def _compose(config_name: str, overrides: list[str]) -> object:
         with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):

@@ -1,4 +1,4 @@
-"""eval_policy_on_translated.py: evaluate(cfg) end to end, exit codes, translator kinds, bad inputs."""
+"""eval_policy_on_translated.py and workflows.evaluation: evaluate(cfg) end to end, exit codes, translator kinds, bad inputs."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import torch
 
 import eval_policy_on_translated as ept
 from translate.policy import SpecMismatchError
+from workflows import evaluation
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,18 +22,18 @@ REPO = Path(__file__).resolve().parents[1]
 def _cfg(root: Path, out: Path, **overrides):
     base = {
         "data": str(root / "test"),
-        "policy": str(root / "policy" / "policy.onnx"),
+        "policy.path": str(root / "policy" / "policy.onnx"),
         "out_dir": str(out),
         "progress": False,
         "print_table": False,
         "bootstrap.n": 100,
         "report.strips": 2,
         "report.worst": 2,
-        "build_policy_if_missing": False,
+        "policy.build_if_missing": False,
         "synth.build_if_missing": False,
     }
     base.update(overrides)
-    return ept.default_config(base)
+    return evaluation.default_config(base)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def onnx_translator(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_evaluate_writes_the_report(tiny_synth: Path, onnx_translator: Path, tmp_path: Path) -> None:
     cfg = _cfg(tiny_synth, tmp_path / "eval", translator=["identity", str(onnx_translator)])
-    m = ept.evaluate(cfg)
+    m = evaluation.evaluate(cfg)
     assert m["schema_version"] == 1
     assert [st["name"] for st in m["stages"]] == [
         "raw", "corrected", "translated:identity", "translated:tiny", "sim"]
@@ -81,9 +82,9 @@ def test_run_exit_codes(tiny_synth: Path, tmp_path: Path, capsys: pytest.Capture
 
 def test_missing_policy_is_a_clear_error(tiny_synth: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture) -> None:
-    cfg = _cfg(tiny_synth, tmp_path / "out", policy=str(tmp_path / "nope.onnx"))
+    cfg = _cfg(tiny_synth, tmp_path / "out", **{"policy.path": str(tmp_path / "nope.onnx")})
     with pytest.raises(FileNotFoundError, match=r"policy model not found: .*nope\.onnx"):
-        ept.evaluate(cfg)
+        evaluation.evaluate(cfg)
     assert ept.run(cfg) == 1
     assert "policy model not found" in capsys.readouterr().err
 
@@ -91,9 +92,9 @@ def test_missing_policy_is_a_clear_error(tiny_synth: Path, tmp_path: Path,
 def test_spec_that_contradicts_the_model(tiny_synth: Path, tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text("preset: rl_games\nheight: 64\nwidth: 64\n")
-    cfg = _cfg(tiny_synth, tmp_path / "out", policy_spec=str(spec))
+    cfg = _cfg(tiny_synth, tmp_path / "out", **{"policy.spec": str(spec)})
     with pytest.raises(SpecMismatchError, match="height: 64"):
-        ept.evaluate(cfg)
+        evaluation.evaluate(cfg)
 
 
 def test_empty_evaluation_set(tiny_synth: Path, tmp_path: Path) -> None:
@@ -101,7 +102,7 @@ def test_empty_evaluation_set(tiny_synth: Path, tmp_path: Path) -> None:
     empty.mkdir()
     (empty / "manifest.jsonl").write_text("")
     with pytest.raises(ValueError, match="empty"):
-        ept.evaluate(_cfg(tiny_synth, tmp_path / "out", data=str(empty)))
+        evaluation.evaluate(_cfg(tiny_synth, tmp_path / "out", data=str(empty)))
 
 
 def test_reference_policy_is_built_when_missing(tiny_synth: Path, tmp_path: Path,
@@ -120,10 +121,10 @@ def test_reference_policy_is_built_when_missing(tiny_synth: Path, tmp_path: Path
         return Path(r) / "policy" / "policy.onnx"
 
     monkeypatch.setattr(reference_policy, "ensure_policy", fake_ensure_policy)
-    with pytest.raises(FileNotFoundError, match="build_policy_if_missing=true"):
-        ept.evaluate(_cfg(root, tmp_path / "a", max_frames=2))
+    with pytest.raises(FileNotFoundError, match=r"policy\.build_if_missing=true"):
+        evaluation.evaluate(_cfg(root, tmp_path / "a", max_frames=2))
     assert not calls
-    m = ept.evaluate(_cfg(root, tmp_path / "b", max_frames=2, build_policy_if_missing=True))
+    m = evaluation.evaluate(_cfg(root, tmp_path / "b", max_frames=2, **{"policy.build_if_missing": True}))
     assert calls == [root] and m["policy"]["path"] == str(root / "policy" / "policy.onnx")
 
 
@@ -143,18 +144,18 @@ def test_checkpoint_translators(tmp_path: Path) -> None:
     for path, name, kind in ((ckpt, "run-last", "lightning"),
                              (tmp_path / "latest_net_G_A.pth", "cyclegan-latest_net_G_A",
                               "official")):
-        t = ept.load_translator(str(path), batch_size=2)
+        t = evaluation.load_translator(str(path), batch_size=2)
         assert t.name == name and t.info["kind"] == kind  # type: ignore[attr-defined]
         out = t(frames)
         assert out.shape == frames.shape and out.dtype == np.uint8
     with pytest.raises(ValueError, match="translator_model=cyclegan or translator_model=cut"):
-        ept.load_translator(str(tmp_path / "generator.pth"))
-    assert ept.load_translator(str(tmp_path / "generator.pth"), model="cyclegan")
+        evaluation.load_translator(str(tmp_path / "generator.pth"))
+    assert evaluation.load_translator(str(tmp_path / "generator.pth"), model="cyclegan")
     (tmp_path / "x.bin").write_bytes(b"")
     with pytest.raises(ValueError, match="unknown kind"):
-        ept.load_translator(str(tmp_path / "x.bin"))
+        evaluation.load_translator(str(tmp_path / "x.bin"))
     with pytest.raises(FileNotFoundError, match="translator not found"):
-        ept.load_translator(str(tmp_path / "missing.onnx"))
+        evaluation.load_translator(str(tmp_path / "missing.onnx"))
 
 
 def test_evaluate_after_training(compose_cfg, tiny_synth: Path, onnx_translator: Path,
@@ -163,35 +164,53 @@ def test_evaluate_after_training(compose_cfg, tiny_synth: Path, onnx_translator:
         f"data.root={tiny_synth}", f"paths.runs_dir={tmp_path}", "evaluate.max_frames=4",
         "trainer.enable_progress_bar=false", "+evaluate.bootstrap.n=50",
     ])
-    m = ept.evaluate_after_training(cfg_train, onnx_translator)
+    m = evaluation.evaluate_after_training(cfg_train, onnx_translator)
     assert m is not None and m["data"]["n_frames"] == 4
     assert m["data"]["path"] == str(tiny_synth / "test")
     assert m["settings"]["bootstrap"] == 50
     run_dir = Path(str(cfg_train.run_dir))
     assert (run_dir / "eval" / "metrics.json").is_file()
     no_policy = compose_cfg("train", [f"data.root={tiny_synth}", "policy=none"])
-    assert ept.evaluate_after_training(no_policy, onnx_translator) is None
+    assert evaluation.evaluate_after_training(no_policy, onnx_translator) is None
 
 
-def test_command_line_takes_data_and_policy_as_paths(tmp_path: Path) -> None:
-    # data and policy are config groups of train.yaml in the same configs/ folder; the eval app
-    # must still read them as plain keys
+def test_command_line_takes_data_as_a_path_and_policy_as_in_training(tmp_path: Path) -> None:
+    # data is a config group of train.yaml in the same configs/ folder; the eval app must still
+    # read it as a plain key, while policy is the group training uses
     proc = subprocess.run(
         [sys.executable, str(REPO / "eval_policy_on_translated.py"), f"data={tmp_path}/d",
-         f"policy={tmp_path}/p.onnx", "translator=[identity,x.onnx]", "+fail_under.ssim=0.5",
+         "policy=custom", f"policy.path={tmp_path}/p.onnx", "policy.spec=rl_games",
+         "translator=[identity,x.onnx]", "+fail_under.ssim=0.5",
          f"out_dir={tmp_path}/out", "--cfg", "job"],
         capture_output=True, text=True, cwd=REPO, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert f"data: {tmp_path}/d" in proc.stdout and f"policy: {tmp_path}/p.onnx" in proc.stdout
-    assert "ssim: 0.5" in proc.stdout
+    assert f"data: {tmp_path}/d" in proc.stdout and f"path: {tmp_path}/p.onnx" in proc.stdout
+    assert "spec: rl_games" in proc.stdout and "ssim: 0.5" in proc.stdout
+
+
+def test_command_line_names_the_old_policy_form(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "eval_policy_on_translated.py"), f"policy={tmp_path}/p.onnx"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "policy=custom policy.path=PATH policy.spec=SPEC" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_default_config_takes_group_choices() -> None:
+    cfg = evaluation.default_config(["policy=custom", "policy.path=p.onnx", "policy.spec=rsl_rl"])
+    assert (cfg.policy.path, cfg.policy.spec, cfg.policy.build_if_missing) == ("p.onnx", "rsl_rl", False)
+    assert str(evaluation.default_config().policy.path).endswith(
+        "jetbot_synth_128px_seed0/policy/policy.onnx")
 
 
 @pytest.mark.slow
 def test_command_line_end_to_end(tiny_synth: Path, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(REPO / "eval_policy_on_translated.py"), f"data={tiny_synth}/test",
-         f"policy={tiny_synth}/policy/policy.onnx", f"out_dir={tmp_path}/out",
+         "policy=custom", f"policy.path={tiny_synth}/policy/policy.onnx", f"out_dir={tmp_path}/out",
          "+fail_under.turn_agreement=1.01", "bootstrap.n=50"],
         capture_output=True, text=True, cwd=REPO, timeout=300,
     )

@@ -71,7 +71,7 @@ def test_unknown_config_choice_names_valid_ones(compose_cfg: Any) -> None:
 
 @pytest.mark.parametrize("model", ["cut", "fastcut", "cyclegan"])
 def test_fast_dev_run_each_model(compose_cfg: Any, model: str, tiny_unpaired: Path, tmp_path: Path) -> None:
-    from train_translate import train
+    from workflows.training import train
 
     cfg = compose_cfg("train", tiny_train_overrides(model, tiny_unpaired, tmp_path, steps=3) + ["export.enabled=false"])
     out = train(cfg)
@@ -85,7 +85,7 @@ def test_fast_dev_run_each_model(compose_cfg: Any, model: str, tiny_unpaired: Pa
 @pytest.mark.parametrize("model", ["cyclegan", "cut"])
 def test_same_seed_same_weights_on_cpu(compose_cfg: Any, model: str, tiny_unpaired: Path, tmp_path: Path) -> None:
     """CPU training is deterministic by seed (crops, flips, pools, PatchNCE positions, init)."""
-    from train_translate import train
+    from workflows.training import train
 
     states = []
     for run in ("a", "b", "c"):
@@ -104,7 +104,7 @@ def test_crash_and_resume_restores_schedule_pool_and_step(
     compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     from models.cyclegan.module import CycleGANModule
-    from train_translate import train
+    from workflows.training import train
 
     base = tiny_train_overrides("cyclegan", tiny_unpaired, tmp_path / "a", steps=7) + [
         "export.enabled=false", f"step={step}"]
@@ -138,7 +138,7 @@ def test_crash_and_resume_restores_schedule_pool_and_step(
 
 
 def test_ckpt_path_last_without_checkpoint_is_clear(compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path) -> None:
-    from train_translate import train
+    from workflows.training import train
 
     cfg = compose_cfg("train", tiny_train_overrides("cut", tiny_unpaired, tmp_path) + ["ckpt_path=last"])
     with pytest.raises(FileNotFoundError, match=r"ckpt_path=last: no checkpoint at .*last.ckpt"):
@@ -149,7 +149,7 @@ def test_nan_loss_stops_with_named_loss_and_keeps_checkpoint(
     compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from models.cut.module import CUTModule
-    from train_translate import train
+    from workflows.training import train
 
     original = CUTModule.nce_loss
 
@@ -229,7 +229,7 @@ def test_default_experiment_goes_first_so_hydra_flags_work_anywhere() -> None:
 
 
 def test_logger_none_trains_and_names_learning_rates(compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path) -> None:
-    from train_translate import train
+    from workflows.training import train
 
     ov = tiny_train_overrides("cut", tiny_unpaired, tmp_path, steps=2) + ["export.enabled=false", "logger=none"]
     assert train(compose_cfg("train", ov))["global_step"] == 2
@@ -254,7 +254,7 @@ def test_resume_mid_epoch_is_exact(compose_cfg: Any, tiny_unpaired: Path, tmp_pa
     """Killed at step 7 of 5-step epochs (or at 10, on an epoch's last batch) and resumed to 12:
     the weights, Adam states and pools equal an uninterrupted 12-step run (CPU)."""
     from models.base import TranslatorModule
-    from train_translate import train
+    from workflows.training import train
 
     def overrides(run: str) -> list[str]:
         return [*tiny_train_overrides(model, tiny_unpaired, tmp_path / run, steps=12), "export.enabled=false",
@@ -290,7 +290,7 @@ def test_resume_mid_epoch_is_exact(compose_cfg: Any, tiny_unpaired: Path, tmp_pa
 
 def test_rerun_cleans_orphaned_temp_files_and_keeps_one_last_ckpt(compose_cfg: Any, tiny_unpaired: Path,
                                                                   tmp_path: Path) -> None:
-    from train_translate import train
+    from workflows.training import train
 
     ov = tiny_train_overrides("cut", tiny_unpaired, tmp_path, steps=2) + ["export.enabled=false"]
     run = Path(train(compose_cfg("train", ov))["run_dir"])
@@ -305,7 +305,7 @@ def test_rerun_cleans_orphaned_temp_files_and_keeps_one_last_ckpt(compose_cfg: A
 def test_own_folders_without_a_policy_train_on_the_first_try(compose_cfg: Any, tiny_unpaired: Path,
                                                               tmp_path: Path) -> None:
     """data=folders with the default recipe and policy: no policy there, so no policy terms (logged)."""
-    from train_translate import train
+    from workflows.training import train
 
     ov = [o for o in tiny_train_overrides("cyclegan", tiny_unpaired, tmp_path, steps=2)
           if not o.startswith(("policy=", "model.policy_losses"))]
@@ -319,7 +319,7 @@ def test_disk_full_during_training_names_the_intact_checkpoint(compose_cfg: Any,
     import errno
 
     from models.checkpointing import AtomicCheckpointIO
-    from train_translate import DiskFullError, train
+    from workflows.training import DiskFullError, train
 
     original = AtomicCheckpointIO.save_checkpoint
     saves = {"n": 0}
@@ -364,7 +364,7 @@ def test_stopped_at_max_steps_and_continued_is_exact(compose_cfg: Any, tiny_unpa
                                                      stop: int) -> None:
     """A run stopped by max_steps (here at an epoch's end, or mid-epoch) and continued with
     ckpt_path=last equals an uninterrupted one (Lightning re-runs a finished epoch; the data must not)."""
-    from train_translate import train
+    from workflows.training import train
 
     def overrides(run: str, steps: int) -> list[str]:
         return [*tiny_train_overrides("cut", tiny_unpaired, tmp_path / run, steps=steps), "export.enabled=false",
@@ -383,7 +383,7 @@ def test_the_run_log_gets_losses_and_validation_figures(compose_cfg: Any, tiny_s
                                                          caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    from train_translate import train
+    from workflows.training import train
 
     ov = [o for o in tiny_train_overrides("cyclegan", tiny_synth, tmp_path, steps=4) if o != "policy=none"]
     ov += ["export.enabled=false", "log_losses_every_n_steps=2", "trainer.log_every_n_steps=1",

@@ -111,7 +111,7 @@ def test_distill_policy_term(teacher_ckpt: Path, tiny_synth: Path) -> None:
 def test_train_with_a_teacher_end_to_end(compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path,
                                          teacher_ckpt: Path, model: str) -> None:
     """An edge student distilled from the teacher trains, logs loss_distill, exports and reloads."""
-    from train_translate import train
+    from workflows.training import train
 
     ov = [*tiny_train_overrides(model, tiny_unpaired, tmp_path, steps=3), "generator=edge",
           "model.generator.ngf=8", "model.generator.n_blocks=2", f"model.distill.teacher={teacher_ckpt}",

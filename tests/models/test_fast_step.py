@@ -124,7 +124,7 @@ def test_train_config_step_fast_trains_through_train(compose_cfg: Any, tiny_unpa
     from conftest import tiny_train_overrides
 
     from models.checkpointing import load_checkpoint
-    from train_translate import train
+    from workflows.training import train
 
     states = []
     for step in ("eager", "fast"):

@@ -91,7 +91,7 @@ def test_best_checkpoint_selected_by_validation_and_exported(
     compose_cfg: Any, tiny_synth: Path, tmp_path: Path
 ) -> None:
     from models.checkpointing import load_checkpoint
-    from train_translate import train
+    from workflows.training import train
 
     ov = tiny_train_overrides("cyclegan", tiny_synth, tmp_path, steps=8)
     ov = [o for o in ov if o != "policy=none"] + [
@@ -117,7 +117,7 @@ def test_best_checkpoint_selected_by_validation_and_exported(
     last = load_checkpoint(Path(out["run_dir"]) / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 8
     # a policy-aware checkpoint is a translator without its policy (eval / export of the .ckpt)
-    from export_translator import load_lightning_generator
+    from models.checkpointing import load_lightning_generator
 
     generator, name, _ = load_lightning_generator(best)
     assert name == "cyclegan"
@@ -127,7 +127,7 @@ def test_best_checkpoint_selected_by_validation_and_exported(
 
 
 def test_paired_policy_term_trains(compose_cfg: Any, tiny_synth: Path, tmp_path: Path) -> None:
-    from train_translate import train
+    from workflows.training import train
 
     ov = tiny_train_overrides("cut", tiny_synth, tmp_path, steps=2)
     ov = [o for o in ov if o != "policy=none"] + [

@@ -1,0 +1,266 @@
+"""Training as configured (``configs/train.yaml``): fit the translator, export the chosen checkpoint, evaluate it with the frozen policy."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from models.base import NonFiniteLossError, PolicyLossWeights
+from models.checkpointing import (
+    AtomicCheckpointIO,
+    SaveLastOnTrainEnd,
+    remove_orphaned_temp_files,
+    resolve_ckpt_path,
+)
+from models.fast_step import build_executor
+
+__all__ = ["DiskFullError", "LossesToLog", "config_hash", "train"]
+
+log = logging.getLogger("train_translate")
+
+# Lightning's advice for manual optimisation does not apply: our checkpoints are taken between steps
+warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+warnings.filterwarnings("ignore", message="The number of training batches .* is smaller than the logging")
+
+if not OmegaConf.has_resolver("sum"):
+    OmegaConf.register_new_resolver("sum", lambda *xs: sum(xs))
+
+
+class DiskFullError(OSError):
+    """The disk filled up during training; the message says which checkpoint is intact."""
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Short hash of the resolved config (recorded in exports to tie a file to its recipe)."""
+    text = OmegaConf.to_yaml(cfg, resolve=True, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _instantiate_all(group: DictConfig | None) -> list[Any]:
+    if not group:
+        return []
+    return [hydra.utils.instantiate(c) for c in group.values() if c and "_target_" in c]
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train, export and (optionally) evaluate, as configured. Tests call this directly.
+
+    Returns:
+        ``{"run_dir", "checkpoint", "export": {...} or None, "metrics": {...} or None,
+        "global_step"}``.
+    """
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True)
+    removed = remove_orphaned_temp_files(run_dir / "checkpoints")
+    if removed:
+        log.info("removed %d temporary file(s) of interrupted checkpoint writes in %s",
+                 len(removed), run_dir / "checkpoints")
+    ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
+    if ckpt is None and (run_dir / "checkpoints" / "last.ckpt").exists():
+        log.warning("%s already has a checkpoint; starting a fresh run over it "
+                    "(add ckpt_path=last to resume instead)", run_dir)
+
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    datamodule.prepare_data()
+    model_kwargs = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(model_kwargs, dict)
+    model_kwargs.update(_policy_kwargs(cfg, datamodule))
+    model = hydra.utils.instantiate(model_kwargs, _convert_="all")
+    step_cfg = OmegaConf.to_container(cfg.step, resolve=True) if cfg.get("step") else None
+    assert step_cfg is None or isinstance(step_cfg, dict)
+    model.set_executor(build_executor(step_cfg))  # type: ignore[arg-type]
+
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    if not cfg.trainer.get("enable_progress_bar", True):
+        from lightning.pytorch.callbacks import ProgressBar
+
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    callbacks += _best_checkpoint_callbacks(cfg, model)
+    callbacks.append(LossesToLog(every=int(cfg.get("log_losses_every_n_steps") or 0)))
+    callbacks.append(SaveLastOnTrainEnd(run_dir / "checkpoints"))
+    loggers = _instantiate_all(cfg.get("logger"))
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False,
+        plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir),
+    )
+    log.info("run folder: %s", run_dir.resolve())
+    started = time.perf_counter()
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
+    except NonFiniteLossError as exc:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        keep = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
+        raise NonFiniteLossError(f"{exc} — {keep}") from exc
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        last = run_dir / "checkpoints" / "last.ckpt"
+        keep = (f"{last} is intact (checkpoints are written atomically): free some space, then "
+                f"resume with ckpt_path=last run_dir={run_dir}") if last.exists() else "no checkpoint was written yet"
+        raise DiskFullError(exc.errno, f"disk full while training ({exc.strerror}); {keep}") from exc
+    if trainer.interrupted:
+        log.warning("training interrupted; resume with ckpt_path=last run_dir=%s", run_dir)
+    fit_s = time.perf_counter() - started
+    done = trainer.global_step - next(c for c in callbacks if isinstance(c, LossesToLog)).start_step
+    log.info("trained %d iterations in %.1f s (%.1f it/s, start-up and validation included)",
+             done, fit_s, done / max(fit_s, 1e-9))
+
+    result: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "global_step": trainer.global_step,
+        "rank": trainer.global_rank,
+        "fit_seconds": fit_s,
+        "checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+        "export": None,
+        "metrics": None,
+    }
+    if trainer.global_rank != 0:
+        return result
+    best = _best_path(callbacks)
+    if best:
+        result["best_checkpoint"] = best
+    if cfg.export.enabled and not trainer.interrupted:
+        from translate.export import export_from_module
+
+        source = best if (cfg.export.checkpoint == "best" and best) else None
+        if source:
+            model = type(model).load_from_checkpoint(source, map_location="cpu", weights_only=True)
+        result["export"] = export_from_module(
+            model,
+            run_dir / "export",
+            image_size=cfg.export.image_size or _frame_size(datamodule),
+            camera=datamodule.correction,
+            model_name=str(cfg.model.name),
+            config_hash=config_hash(cfg),
+            robot=bool(cfg.export.robot),
+            opset=int(cfg.export.opset),
+            checkpoint=source or result["checkpoint"],
+        )
+        print(f"\nexported translator → {result['export']['onnx']}")
+        if result["export"].get("robot_onnx"):
+            print(f"robot-ready (uint8 HWC) → {result['export']['robot_onnx']}")
+        print(f"checkpoint → {source or result['checkpoint']}")
+        if cfg.evaluate.enabled and cfg.policy.path and not Path(str(cfg.policy.path)).is_file():
+            log.warning("evaluation skipped: no frozen policy at %s", cfg.policy.path)
+        elif cfg.evaluate.enabled and cfg.policy.path:
+            from workflows.evaluation import evaluate_after_training
+
+            result["metrics"] = evaluate_after_training(cfg, result["export"]["onnx"])
+            if result["metrics"]:
+                from translate.report import headline
+
+                for line in headline(result["metrics"]):
+                    log.info("test: %s", line)
+    return result
+
+
+class LossesToLog(L.Callback):
+    """Write the latest ``train/*`` losses to the run's log (``train_translate.log``) every
+    ``every`` iterations (0 = off), and the validation figures after each validation."""
+
+    def __init__(self, every: int = 500) -> None:
+        self.every = int(every)
+        self.start_step = 0  # the step training (re)started from, once it has
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self.start_step = int(trainer.global_step)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if not self.every or step % self.every or trainer.global_rank:
+            return
+        items = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("train/loss")}
+        if items:
+            log.info("step %d: %s", step, " ".join(f"{k[6:]}={float(v):.4g}" for k, v in sorted(items.items())))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if trainer.sanity_checking or trainer.global_rank:
+            return
+        items = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        if items:
+            log.info("step %d validation: %s", trainer.global_step,
+                     " ".join(f"{k[4:]}={float(v):.4g}" for k, v in sorted(items.items())))
+
+
+def _frame_size(datamodule: Any) -> tuple[int, int]:
+    """(H, W) the translator sees: the sim camera's size, or the sim frames' size."""
+    if datamodule.correction is not None:
+        h, w = datamodule.correction.out_size
+        return int(h), int(w)
+    ds = datamodule.train_set
+    if ds is not None and getattr(ds, "_sim", None):
+        return int(ds._sim[0].shape[0]), int(ds._sim[0].shape[1])
+    from translate.imageio import read_image
+
+    img = read_image(ds.sim_paths[0])
+    return int(img.shape[0]), int(img.shape[1])
+
+
+def _policy_kwargs(cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
+    """Frozen-policy settings for validation by action agreement and the policy losses."""
+    pol = cfg.get("policy")
+    if not pol or not pol.get("path"):
+        return {}
+    path = Path(pol.path)
+    if not path.exists() and pol.get("build_if_missing") and cfg.data.get("synth"):
+        from datasets.jetbot_synth.reference_policy import ensure_policy
+
+        ensure_policy(Path(cfg.data.root))
+    if not path.exists() and pol.get("build_if_missing") and not cfg.data.get("synth"):
+        # the default policy is jetbot_synth's; own folders without one train without it
+        log.warning("no frozen policy at %s: training without the policy losses and without "
+                    "validation by action agreement (give yours with policy=custom "
+                    "policy.path=... policy.spec=...)", path)
+        return {"policy_losses": {f.name: 0.0 for f in dataclasses.fields(PolicyLossWeights)},
+                "distill": {**dict(cfg.model.get("distill") or {}), "policy": 0.0}}
+    if not path.exists():
+        raise FileNotFoundError(f"policy.path: {path} does not exist")
+    _check_policy_spec(path, pol.get("spec"), cfg.data.get("val_dir"))
+    return {"policy": {"path": str(path), "spec": pol.get("spec")}}
+
+
+def _check_policy_spec(path: Path, spec: Any, val_dir: Any) -> None:
+    """Before training against a frozen policy: its spec's self-check on the val split's sim
+    frames and expert actions (:mod:`translate.policy_check`); findings are logged loudly."""
+    manifest = Path(str(val_dir)) / "manifest.jsonl" if val_dir else None
+    if manifest is None or not manifest.is_file():
+        return
+    from translate.policy import load_policy
+    from translate.policy_check import check_policy_contract, read_sim_frames
+
+    frames, actions = read_sim_frames(manifest.parent, manifest, 64)
+    result = check_policy_contract(path, load_policy(path, spec).spec, frames, actions)
+    for w in result.warnings:
+        log.warning("%s\n%s", w, result.table())
+
+
+def _best_checkpoint_callbacks(cfg: DictConfig, model: Any) -> list[Any]:
+    monitor = cfg.get("select_by")
+    if not monitor or not getattr(model, "has_validation", False):
+        return []
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    mode = "min" if monitor.endswith(("mae", "rmse", "_err")) else "max"
+    return [ModelCheckpoint(dirpath=str(Path(cfg.run_dir) / "checkpoints"), filename="best",
+                            monitor=monitor, mode=mode, save_top_k=1, save_last=False,
+                            auto_insert_metric_name=False, enable_version_counter=False)]
+
+
+def _best_path(callbacks: list[Any]) -> str | None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    for cb in callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.monitor and cb.best_model_path:
+            return str(cb.best_model_path)
+    return None
