@@ -354,6 +354,87 @@ def _metadata(
     return meta
 
 
+def _export_core(gen: nn.Module, size: tuple[int, int], opset: int, dynamic_size: bool,
+                 rng: torch.Generator, out: Path) -> tuple[bytes, float, bool]:
+    """The core graph's bytes, its parity (max abs diff) and whether its H, W stayed dynamic."""
+    import torch
+
+    h, w = size
+    example = torch.zeros(1, 3, h, w)
+    alt = (1, 3, h + 8, w + 8)  # a second size, multiple of 4 like the first
+    for dynamic in ([True, False] if dynamic_size else [False]):
+        axes = {0: "N", 2: "H", 3: "W"} if dynamic else {0: "N"}
+        core_bytes = _onnx_export(gen, example, "real", "sim", axes, opset)
+        session = _session(core_bytes)
+        core_diff = _max_diff_core(session, gen, [(2, 3, h, w)], rng)
+        if core_diff > CORE_TOLERANCE:
+            raise ExportParityError(
+                f"core ONNX graph differs from torch by {core_diff:.3g} (max abs, [-1, 1] "
+                f"units) > {CORE_TOLERANCE} at {h}x{w}; nothing was written to {out}"
+            )
+        if not dynamic:
+            break
+        try:
+            alt_diff = _max_diff_core(session, gen, [alt], rng)
+        except Exception as exc:  # onnxruntime raises its own types on shape errors
+            alt_diff, why = float("inf"), f"{type(exc).__name__}: {exc}"
+        else:
+            why = f"max abs diff {alt_diff:.3g}"
+        if alt_diff <= CORE_TOLERANCE:
+            core_diff = max(core_diff, alt_diff)
+            break
+        # the trace froze a size somewhere in the model: ship what is exact at the export size
+        log.warning("the dynamic-size ONNX graph is wrong at %dx%d (%s); exporting at a fixed "
+                    "%dx%d instead", alt[2], alt[3], why, h, w)
+        dynamic_size = False
+    return core_bytes, core_diff, dynamic_size
+
+
+def _export_robot(gen: nn.Module, path: Path, size: tuple[int, int], *,
+                  camera: CameraCorrection | None, input_channel_order: str, dynamic_size: bool,
+                  opset: int, rng: torch.Generator, meta_of: Any) -> tuple[dict[str, str], float]:
+    """Export, check and write the robot graph; returns its metadata and parity (grey levels)."""
+    import torch
+
+    h, w = size
+    wrapper = robot_module(gen, camera=camera, input_channel_order=input_channel_order).eval()
+    in_graph = camera is not None and not camera.is_identity
+    h_in, w_in = camera.in_size if in_graph and camera is not None else (h, w)
+    robot_dynamic = dynamic_size and not in_graph
+    frames = torch.randint(0, 256, (2, h_in, w_in, 3), generator=rng, dtype=torch.uint8)
+    axes = {0: "N", 1: "H", 2: "W"} if robot_dynamic else {0: "N"}
+    raw = _onnx_export(wrapper, frames[:1], "frames", "frames_sim", axes, opset)
+    with torch.no_grad():
+        want = wrapper(frames).numpy()
+    got = _session(raw).run(None, {"frames": frames.numpy()})[0]
+    if got.shape != want.shape or got.dtype != want.dtype:
+        raise ExportParityError(
+            f"robot ONNX graph returned {got.dtype} {got.shape}, torch {want.dtype} "
+            f"{want.shape}; {path} was not written"
+        )
+    robot_diff = float(abs(got.astype("int16") - want.astype("int16")).max())
+    if robot_diff > ROBOT_TOLERANCE:
+        raise ExportParityError(
+            f"robot ONNX graph differs from torch by {robot_diff:.0f} grey levels "
+            f"> {ROBOT_TOLERANCE}; {path} was not written"
+        )
+    robot_meta = meta_of(variant="robot", in_size=(h_in, w_in), out_size=(h, w),
+                         dynamic_size=robot_dynamic)
+    robot_meta.update({
+        "value_range": "[0, 255]",
+        "layout": "NHWC",
+        "correction_in_graph": json.dumps(in_graph),
+        "input_layout": "NHWC",
+        "input_dtype": "uint8",
+        "input_channel_order": input_channel_order,
+        "output_dtype": "uint8",
+    })
+    in_dims: list[int | str] = ["N", "H", "W", 3] if robot_dynamic else ["N", h_in, w_in, 3]
+    out_dims: list[int | str] = ["N", "H", "W", 3] if robot_dynamic else ["N", h, w, 3]
+    atomic_write_bytes(path, _finish(raw, robot_meta, in_dims, out_dims))
+    return robot_meta, robot_diff
+
+
 def export_generator(
     generator: nn.Module,
     out_dir: str | os.PathLike[str],
@@ -459,81 +540,21 @@ def export_generator(
         extra=dict(extra_metadata or {}),
     )
 
-    # -- core graph ---------------------------------------------------------------------------
-    example = torch.zeros(1, 3, h, w)
-    alt = (1, 3, h + 8, w + 8)  # a second size, multiple of 4 like the first
-    for dynamic in ([True, False] if dynamic_size else [False]):
-        axes = {0: "N", 2: "H", 3: "W"} if dynamic else {0: "N"}
-        core_bytes = _onnx_export(gen, example, "real", "sim", axes, opset)
-        session = _session(core_bytes)
-        core_diff = _max_diff_core(session, gen, [(2, 3, h, w)], rng)
-        if core_diff > CORE_TOLERANCE:
-            raise ExportParityError(
-                f"core ONNX graph differs from torch by {core_diff:.3g} (max abs, [-1, 1] "
-                f"units) > {CORE_TOLERANCE} at {h}x{w}; nothing was written to {out}"
-            )
-        if not dynamic:
-            break
-        try:
-            alt_diff = _max_diff_core(session, gen, [alt], rng)
-        except Exception as exc:  # onnxruntime raises its own types on shape errors
-            alt_diff, why = float("inf"), f"{type(exc).__name__}: {exc}"
-        else:
-            why = f"max abs diff {alt_diff:.3g}"
-        if alt_diff <= CORE_TOLERANCE:
-            core_diff = max(core_diff, alt_diff)
-            break
-        # the trace froze a size somewhere in the model: ship what is exact at the export size
-        log.warning("the dynamic-size ONNX graph is wrong at %dx%d (%s); exporting at a fixed "
-                    "%dx%d instead", alt[2], alt[3], why, h, w)
-        dynamic_size = False
+    core_bytes, core_diff, dynamic_size = _export_core(gen, (h, w), opset, dynamic_size, rng, out)
     core_meta = meta_of(variant="core", in_size=(h, w), out_size=(h, w), dynamic_size=dynamic_size)
     core_dims: list[int | str] = ["N", 3, "H", "W"] if dynamic_size else ["N", 3, h, w]
-    core_bytes = _finish(core_bytes, core_meta, core_dims, core_dims)
     core_path = out / CORE_FILE
-    atomic_write_bytes(core_path, core_bytes)
+    atomic_write_bytes(core_path, _finish(core_bytes, core_meta, core_dims, core_dims))
 
-    # -- robot graph --------------------------------------------------------------------------
     robot_path: Path | None = None
     robot_meta: dict[str, str] | None = None
     robot_diff: float | None = None
     if robot:
-        wrapper = robot_module(gen, camera=camera, input_channel_order=input_channel_order).eval()
-        in_graph = camera is not None and not camera.is_identity
-        h_in, w_in = camera.in_size if in_graph and camera is not None else (h, w)
-        robot_dynamic = dynamic_size and not in_graph
-        frames = torch.randint(0, 256, (2, h_in, w_in, 3), generator=rng, dtype=torch.uint8)
-        axes = {0: "N", 1: "H", 2: "W"} if robot_dynamic else {0: "N"}
-        raw = _onnx_export(wrapper, frames[:1], "frames", "frames_sim", axes, opset)
-        with torch.no_grad():
-            want = wrapper(frames).numpy()
-        got = _session(raw).run(None, {"frames": frames.numpy()})[0]
-        if got.shape != want.shape or got.dtype != want.dtype:
-            raise ExportParityError(
-                f"robot ONNX graph returned {got.dtype} {got.shape}, torch {want.dtype} "
-                f"{want.shape}; {out / ROBOT_FILE} was not written"
-            )
-        robot_diff = float(abs(got.astype("int16") - want.astype("int16")).max())
-        if robot_diff > ROBOT_TOLERANCE:
-            raise ExportParityError(
-                f"robot ONNX graph differs from torch by {robot_diff:.0f} grey levels "
-                f"> {ROBOT_TOLERANCE}; {out / ROBOT_FILE} was not written"
-            )
-        robot_meta = meta_of(variant="robot", in_size=(h_in, w_in), out_size=(h, w),
-                             dynamic_size=robot_dynamic)
-        robot_meta.update({
-            "value_range": "[0, 255]",
-            "layout": "NHWC",
-            "correction_in_graph": json.dumps(in_graph),
-            "input_layout": "NHWC",
-            "input_dtype": "uint8",
-            "input_channel_order": input_channel_order,
-            "output_dtype": "uint8",
-        })
         robot_path = out / ROBOT_FILE
-        in_dims: list[int | str] = ["N", "H", "W", 3] if robot_dynamic else ["N", h_in, w_in, 3]
-        out_dims: list[int | str] = ["N", "H", "W", 3] if robot_dynamic else ["N", h, w, 3]
-        atomic_write_bytes(robot_path, _finish(raw, robot_meta, in_dims, out_dims))
+        robot_meta, robot_diff = _export_robot(gen, robot_path, (h, w), camera=camera,
+                                               input_channel_order=input_channel_order,
+                                               dynamic_size=dynamic_size, opset=opset, rng=rng,
+                                               meta_of=meta_of)
     else:
         stale = out / ROBOT_FILE
         if stale.exists():  # from an earlier export of another model: it must not be picked up

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -518,6 +518,86 @@ def _policy_pre_nodes(spec: PolicySpec, opset: int, src: str, dst: str,
     return nodes, inits
 
 
+def _translator_front(tm: Any, tmeta: Mapping[str, Any], opset: int, ir: int
+                      ) -> tuple[Any, dict[str, Any]]:
+    """The translator as the fused graph's front: uint8 NHWC frames in, float sim pixels out.
+
+    A core graph gets its ``[-1, 1]`` scaling as ops before it; after either variant come the
+    ops that turn its output into float NHWC 0–255 pixels as :meth:`Translator.translate`
+    returns them (the ``post_*`` glue, fed at ``glue/in``).
+
+    Returns:
+        ``(translator model, {"input_size", "output_size", "output_name", "post_nodes",
+        "post_inits", "post_in", "correction_in_graph", "input_channel_order"})``.
+    """
+    from onnx import TensorProto, compose, helper, numpy_helper
+
+    f32, n = TensorProto.FLOAT, "N"
+    oh, ow = tmeta["output_size"]
+    if tmeta.get("variant") != "core":  # the robot graph: uint8 NHWC in and out already
+        return tm, {
+            "input_size": tuple(tmeta["input_size"]), "output_size": (oh, ow),
+            "output_name": tm.graph.output[0].name,
+            "post_nodes": [helper.make_node("Cast", ["glue/in"], ["sim_pixels"], to=f32)],
+            "post_inits": [],
+            "post_in": helper.make_tensor_value_info("glue/in", TensorProto.UINT8, [n, oh, ow, 3]),
+            "correction_in_graph": bool(tmeta.get("correction_in_graph", False)),
+            "input_channel_order": str(tmeta.get("input_channel_order", "RGB")),
+        }
+    if tmeta.get("dynamic_size"):
+        h_in, w_in = oh, ow  # fix the size: TensorRT builds one engine
+    else:
+        h_in, w_in = tmeta["input_size"]
+    # frames uint8 NHWC RGB → [-1, 1] NCHW, as Translator feeds the core graph
+    pre = _glue_model(
+        [helper.make_node("Cast", ["frames"], ["in/f"], to=f32),
+         helper.make_node("Div", ["in/f", "in/127.5"], ["in/d"]),
+         helper.make_node("Sub", ["in/d", "in/1"], ["in/s"]),
+         helper.make_node("Transpose", ["in/s"], ["in/x"], perm=[0, 3, 1, 2])],
+        [numpy_helper.from_array(np.array(127.5, np.float32), "in/127.5"),
+         numpy_helper.from_array(np.array(1.0, np.float32), "in/1")],
+        helper.make_tensor_value_info("frames", TensorProto.UINT8, [n, h_in, w_in, 3]),
+        helper.make_tensor_value_info("in/x", f32, [n, 3, h_in, w_in]), opset, ir)
+    t_in, t_out = tm.graph.input[0].name, tm.graph.output[0].name
+    tm = compose.merge_models(pre, tm, io_map=[("in/x", t_in)])
+    # (y + 1) * 127.5, rounded half to even, clamped: what Translator returns, as float
+    post_nodes = [helper.make_node("Add", ["glue/in", "out/1"], ["out/a"]),
+                  helper.make_node("Mul", ["out/a", "out/127.5"], ["out/m"]),
+                  helper.make_node("Round", ["out/m"], ["out/r"]),
+                  helper.make_node("Clip", ["out/r", "out/0", "out/255"], ["out/c"]),
+                  helper.make_node("Transpose", ["out/c"], ["sim_pixels"], perm=[0, 2, 3, 1])]
+    post_inits = [numpy_helper.from_array(np.array(v, np.float32), k) for k, v in
+                  (("out/1", 1.0), ("out/127.5", 127.5), ("out/0", 0.0), ("out/255", 255.0))]
+    return tm, {
+        "input_size": (h_in, w_in), "output_size": (oh, ow), "output_name": t_out,
+        "post_nodes": post_nodes, "post_inits": post_inits,
+        "post_in": helper.make_tensor_value_info("glue/in", f32, [n, 3, oh, ow]),
+        "correction_in_graph": False, "input_channel_order": "RGB",
+    }
+
+
+def _append_clamped_action(fused: Any, action_src: str, clamp: tuple[float, float] | None) -> str:
+    """Add the ``action`` output (``Clip`` of ``action_src`` to ``clamp``); returns its name."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    out_names = [o.name for o in fused.graph.output]
+    action_name = FUSED_ACTION if FUSED_ACTION not in out_names else f"{FUSED_ACTION}_clamped"
+    if clamp is not None:
+        lo, hi = (np.array(v, np.float32) for v in clamp)
+        fused.graph.initializer.extend([numpy_helper.from_array(lo, "act/lo"),
+                                        numpy_helper.from_array(hi, "act/hi")])
+        fused.graph.node.append(helper.make_node("Clip", [action_src, "act/lo", "act/hi"],
+                                                 [action_name], name="act/clamp"))
+    else:
+        fused.graph.node.append(helper.make_node("Identity", [action_src], [action_name],
+                                                 name="act/identity"))
+    src_out = next(o for o in fused.graph.output if o.name == action_src)
+    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+             for d in src_out.type.tensor_type.shape.dim]
+    fused.graph.output.append(helper.make_tensor_value_info(action_name, TensorProto.FLOAT, shape))
+    return action_name
+
+
 def fuse_translator_and_policy(
     translator_onnx: str | os.PathLike[str],
     policy_onnx: str | os.PathLike[str],
@@ -559,7 +639,7 @@ def fuse_translator_and_policy(
             fused graph does not resize), the opsets cannot be reconciled, or the check failed.
     """
     import onnx
-    from onnx import TensorProto, compose, helper, numpy_helper, version_converter
+    from onnx import compose, helper, version_converter
 
     from translate.fsutil import atomic_write_bytes
     from translate.policy import load_policy
@@ -595,78 +675,29 @@ def fuse_translator_and_policy(
     del tm.metadata_props[:]
     del pm.metadata_props[:]
 
-    f32 = TensorProto.FLOAT
+    tm, front = _translator_front(tm, tmeta, opset, ir)
+    h_in, w_in = front["input_size"]
+    oh, ow = front["output_size"]
     n = "N"
-    if variant == "core":
-        if tmeta.get("dynamic_size"):
-            h_in, w_in = oh, ow  # fix the size: TensorRT builds one engine
-        else:
-            h_in, w_in = tmeta["input_size"]
-        # frames uint8 NHWC RGB → [-1, 1] NCHW, as Translator feeds the core graph
-        pre = _glue_model(
-            [helper.make_node("Cast", ["frames"], ["in/f"], to=f32),
-             helper.make_node("Div", ["in/f", "in/127.5"], ["in/d"]),
-             helper.make_node("Sub", ["in/d", "in/1"], ["in/s"]),
-             helper.make_node("Transpose", ["in/s"], ["in/x"], perm=[0, 3, 1, 2])],
-            [numpy_helper.from_array(np.array(127.5, np.float32), "in/127.5"),
-             numpy_helper.from_array(np.array(1.0, np.float32), "in/1")],
-            helper.make_tensor_value_info("frames", TensorProto.UINT8, [n, h_in, w_in, 3]),
-            helper.make_tensor_value_info("in/x", f32, [n, 3, h_in, w_in]), opset, ir)
-        t_in, t_out = tm.graph.input[0].name, tm.graph.output[0].name
-        tm = compose.merge_models(pre, tm, io_map=[("in/x", t_in)])
-        # (y + 1) * 127.5, rounded half to even, clamped: what Translator returns, as float
-        post_nodes = [helper.make_node("Add", ["glue/in", "out/1"], ["out/a"]),
-                      helper.make_node("Mul", ["out/a", "out/127.5"], ["out/m"]),
-                      helper.make_node("Round", ["out/m"], ["out/r"]),
-                      helper.make_node("Clip", ["out/r", "out/0", "out/255"], ["out/c"]),
-                      helper.make_node("Transpose", ["out/c"], ["sim_pixels"], perm=[0, 2, 3, 1])]
-        post_inits = [numpy_helper.from_array(np.array(v, np.float32), k) for k, v in
-                      (("out/1", 1.0), ("out/127.5", 127.5), ("out/0", 0.0), ("out/255", 255.0))]
-        post_in = helper.make_tensor_value_info("glue/in", f32, [n, 3, oh, ow])
-        t_out_name = t_out
-        correction_in_graph = False
-        in_order = "RGB"
-    else:
-        h_in, w_in = tmeta["input_size"]
-        t_out_name = tm.graph.output[0].name
-        post_nodes = [helper.make_node("Cast", ["glue/in"], ["sim_pixels"], to=f32)]
-        post_inits = []
-        post_in = helper.make_tensor_value_info("glue/in", TensorProto.UINT8, [n, oh, ow, 3])
-        correction_in_graph = bool(tmeta.get("correction_in_graph", False))
-        in_order = str(tmeta.get("input_channel_order", "RGB"))
-
     p_in = pspec.input_name
     pre_nodes, pre_inits = _policy_pre_nodes(pspec, opset, "sim_pixels", "pp/obs", (oh, ow))
     p_input = next(i for i in pm.graph.input if i.name == p_in)
     elem = p_input.type.tensor_type.elem_type
     obs_dims: list[Any] = [n, 3, oh, ow] if pspec.layout == "NCHW" else [n, oh, ow, 3]
-    glue = _glue_model(post_nodes + pre_nodes, post_inits + pre_inits, post_in,
-                       helper.make_tensor_value_info("pp/obs", elem, obs_dims), opset, ir)
-    fused = compose.merge_models(tm, glue, io_map=[(t_out_name, "glue/in")])
+    glue = _glue_model(front["post_nodes"] + pre_nodes, front["post_inits"] + pre_inits,
+                       front["post_in"], helper.make_tensor_value_info("pp/obs", elem, obs_dims),
+                       opset, ir)
+    fused = compose.merge_models(tm, glue, io_map=[(front["output_name"], "glue/in")])
     pm = compose.add_prefix(pm, "policy/", rename_inputs=False, rename_outputs=False)
     fused = compose.merge_models(fused, pm, io_map=[("pp/obs", p_in)])
 
-    action_src = pspec.action_output or pm.graph.output[0].name
-    out_names = [o.name for o in fused.graph.output]
-    action_name = FUSED_ACTION if FUSED_ACTION not in out_names else f"{FUSED_ACTION}_clamped"
-    if pspec.clamp is not None:
-        lo, hi = (np.array(v, np.float32) for v in pspec.clamp)
-        fused.graph.initializer.extend([numpy_helper.from_array(lo, "act/lo"),
-                                        numpy_helper.from_array(hi, "act/hi")])
-        fused.graph.node.append(helper.make_node("Clip", [action_src, "act/lo", "act/hi"],
-                                                 [action_name], name="act/clamp"))
-    else:
-        fused.graph.node.append(helper.make_node("Identity", [action_src], [action_name],
-                                                 name="act/identity"))
+    action_name = _append_clamped_action(fused, pspec.action_output or pm.graph.output[0].name,
+                                         pspec.clamp)
     # one fixed frame size (TensorRT builds one engine); the batch stays as the parts allow
     in_dims = fused.graph.input[0].type.tensor_type.shape.dim
     for dim, value in zip(list(in_dims)[1:], (int(h_in), int(w_in), 3), strict=True):
         dim.Clear()
         dim.dim_value = value
-    src_out = next(o for o in fused.graph.output if o.name == action_src)
-    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-             for d in src_out.type.tensor_type.shape.dim]
-    fused.graph.output.append(helper.make_tensor_value_info(action_name, f32, shape))
 
     meta = dict(raw_meta)
     meta.update({
@@ -677,10 +708,10 @@ def fuse_translator_and_policy(
         "policy_spec": json.dumps(pspec.to_dict()),
         "input_size": json.dumps([int(h_in), int(w_in)]),
         "dynamic_size": json.dumps(False),
-        "correction_in_graph": json.dumps(correction_in_graph),
+        "correction_in_graph": json.dumps(front["correction_in_graph"]),
         "input_layout": "NHWC",
         "input_dtype": "uint8",
-        "input_channel_order": in_order,
+        "input_channel_order": front["input_channel_order"],
         "action_output": action_name,
         "outputs": json.dumps([o.name for o in fused.graph.output]),
     })
@@ -691,7 +722,7 @@ def fuse_translator_and_policy(
 
     if check:
         _check_fused(data, t_path, p_path, pspec, (int(h_in), int(w_in)), action_name, atol,
-                     in_order)
+                     front["input_channel_order"])
     atomic_write_bytes(out, data)
     return out
 

@@ -117,6 +117,57 @@ def _scores(pred: np.ndarray, target: np.ndarray, prefix: str) -> dict[str, floa
     }
 
 
+def _check_bc_inputs(frames: np.ndarray, actions: np.ndarray, val_fraction: float, epochs: int,
+                     batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`train_bc`'s boundary checks; returns (frames, actions as float32)."""
+    frames = np.asarray(frames)
+    acts = np.asarray(actions, dtype=np.float32)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(
+            f"frames must be RGB uint8 (N, S, S, 3); got shape {frames.shape} dtype {frames.dtype}"
+        )
+    if frames.shape[1] != frames.shape[2]:
+        raise ValueError(f"frames must be square (N, S, S, 3); got {frames.shape}")
+    if acts.shape != (len(frames), 2) or not np.all(np.isfinite(acts)):
+        raise ValueError(
+            f"actions must be finite with shape ({len(frames)}, 2) to match frames; "
+            f"got {acts.shape}"
+        )
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1); got {val_fraction}")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1; got {epochs}, {batch_size}")
+    return frames, acts
+
+
+def _bc_epoch(net: RlGamesJetbotNet, opt: torch.optim.Optimizer, sched: Any, data: torch.Tensor,
+              target: torch.Tensor, order: torch.Tensor, batch_size: int, dev: torch.device,
+              augment: tuple[torch.Generator, int, float] | None) -> float:
+    """One pass of :func:`train_bc` over ``data[order]``; returns the summed batch MSE × size.
+
+    Shape:
+        - data: :math:`(N, S, S, 3)` uint8; target: :math:`(N, 2)`; order: :math:`(M,)` indices.
+    """
+    net.train()
+    loss_sum = 0.0
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        x = data[idx].float()
+        if augment is not None:
+            x = _augment(x, *augment)
+        x, a = x.to(dev), target[idx].to(dev)
+        mu, log_std, _ = net(x)
+        mse = F.mse_loss(mu, a)
+        nll = (0.5 * ((a - mu.detach()) / log_std.exp()) ** 2 + log_std).mean()
+        loss = mse + nll
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss_sum += mse.detach().item() * len(idx)
+    return loss_sum
+
+
 def train_bc(
     frames: np.ndarray,
     actions: np.ndarray,
@@ -178,23 +229,7 @@ def train_bc(
         >>> metrics["val/turn_agreement"]  # doctest: +SKIP
         0.93
     """
-    frames = np.asarray(frames)
-    acts = np.asarray(actions, dtype=np.float32)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(
-            f"frames must be RGB uint8 (N, S, S, 3); got shape {frames.shape} dtype {frames.dtype}"
-        )
-    if frames.shape[1] != frames.shape[2]:
-        raise ValueError(f"frames must be square (N, S, S, 3); got {frames.shape}")
-    if acts.shape != (len(frames), 2) or not np.all(np.isfinite(acts)):
-        raise ValueError(
-            f"actions must be finite with shape ({len(frames)}, 2) to match frames; "
-            f"got {acts.shape}"
-        )
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1); got {val_fraction}")
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1; got {epochs}, {batch_size}")
+    frames, acts = _check_bc_inputs(frames, actions, val_fraction, epochs, batch_size)
     if num_threads is not None:
         torch.set_num_threads(num_threads)
 
@@ -227,24 +262,9 @@ def train_bc(
     history: list[dict[str, float]] = []
     val_actions = acts[val_idx.numpy()]
     for epoch in range(1, epochs + 1):
-        net.train()
         order = train_idx[torch.randperm(len(train_idx), generator=gen)]
-        loss_sum = 0.0
-        for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
-            x = data[idx].float()
-            if augment:
-                x = _augment(x, gen, max_shift, randomize)
-            x, a = x.to(dev), target[idx].to(dev)
-            mu, log_std, _ = net(x)
-            mse = F.mse_loss(mu, a)
-            nll = (0.5 * ((a - mu.detach()) / log_std.exp()) ** 2 + log_std).mean()
-            loss = mse + nll
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += mse.detach().item() * len(idx)
+        loss_sum = _bc_epoch(net, opt, sched, data, target, order, batch_size, dev,
+                             (gen, max_shift, randomize) if augment else None)
         row = {"epoch": float(epoch), "train/loss": loss_sum / len(order)}
         row["lr"] = float(sched.get_last_lr()[0])
         if n_val:
