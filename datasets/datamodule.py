@@ -12,11 +12,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datasets.folders import find_paired_samples, resolve_unpaired_folders
+from datasets.folders import resolve_unpaired_folders
 from datasets.sampling import KeyedRandomSampler, item_generator
 from datasets.unpaired import UnpairedImageDataset, build_transform, to_tensor
 from translate.camera import CameraCorrection, load_camera_yaml, resolve_camera_setting
 from translate.imageio import read_image
+from translate.pairs import find_paired_samples
 
 __all__ = ["PairedValDataset", "Resized", "TranslationDataModule", "WithPairs"]
 

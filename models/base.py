@@ -701,6 +701,23 @@ class TranslatorModule(L.LightningModule):
         """
         self.__dict__["_generator_record"] = {"kwargs": dict(kwargs), "prefix": prefix}
 
+    def deployable_generator(self) -> nn.Module:
+        """The real→sim network alone, what ``forward(x)`` runs: what the export writes (not the
+        discriminators, patch MLP or a frozen policy the module holds).
+
+        Returns:
+            The generator named by :meth:`remember_generator`'s prefix (``netG_A`` / ``netG``).
+
+        Shape:
+            - the generator maps :math:`(N, 3, H, W)` in [-1, 1] to the same shape.
+        """
+        record = self.__dict__.get("_generator_record")
+        if record is None:
+            raise RuntimeError(f"{type(self).__name__} did not call remember_generator()")
+        net = getattr(self, str(record["prefix"]).rstrip("."))
+        assert isinstance(net, nn.Module)
+        return net
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         record = self.__dict__.get("_generator_record")
         if record is not None:

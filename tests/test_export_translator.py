@@ -15,7 +15,7 @@ from models.cut.module import CUTModule
 from models.cyclegan.module import CycleGANModule
 from models.networks import ResnetGenerator
 from translate.camera import CameraModel, CameraRig
-from translate.export import ROBOT_FILE, read_export_metadata
+from translate.export_format import ROBOT_FILE, read_export_metadata
 
 TINY_G = {"ngf": 8, "n_blocks": 2}
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+import translate
+
 HEAVY = {"torch", "torchvision", "lightning", "hydra-core", "omegaconf", "kornia", "albumentations",
          "onnx", "onnxscript", "lpips", "matplotlib", "tensorboard", "rich", "opencv-python-headless"}
-ROBOT_MODULES = ["translate.runtime", "translate.pipeline", "translate.sources", "translate.teleop",
-                 "translate.camera", "translate.policy", "translate.imageio", "translate.recording"]
+ROBOT_MODULES = [f"translate.{m}" for m in (*translate.CORE, *translate.ROBOT)]
 
 
 def _name(req: str) -> str:
@@ -78,3 +79,19 @@ def test_pip_resolves_the_base_install_without_torch(tmp_path: Path) -> None:
     names = {i["metadata"]["name"].lower() for i in json.loads(report.read_text())["install"]}
     assert {"numpy", "onnxruntime", "pillow", "pyyaml"} <= names
     assert not names & HEAVY, names & HEAVY
+
+
+def test_the_layers_cover_the_package_and_import_only_downwards() -> None:
+    """CORE imports no ROBOT or TOOLS module, ROBOT no TOOLS module, at import time (module level)."""
+    import ast
+
+    layers = {m: i for i, group in enumerate((translate.CORE, translate.ROBOT, translate.TOOLS))
+              for m in group}
+    files = {p.stem for p in (REPO / "translate").glob("*.py") if p.stem != "__init__"}
+    assert files == set(layers), f"modules in no layer: {sorted(files - set(layers))}"
+    for name, level in layers.items():
+        tree = ast.parse((REPO / "translate" / f"{name}.py").read_text(encoding="utf-8"))
+        for node in tree.body:  # top-level statements: what importing the module runs
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("translate."):
+                dep = str(node.module).split(".")[1]
+                assert layers[dep] <= level, f"translate.{name} imports translate.{dep} (a later layer)"

@@ -39,6 +39,7 @@ from translate.metrics import (
     ssim,
     turn_agreement,
 )
+from translate.pairs import find_paired_samples
 from translate.policy import Policy, preprocess
 
 __all__ = [
@@ -180,7 +181,7 @@ class OnnxTranslator:
         providers: Sequence[Any] | None = None,
         threads: int | None = None,
     ) -> None:
-        from translate.export import CORE_FILE
+        from translate.export_format import CORE_FILE
         from translate.runtime import Translator as RuntimeTranslator
 
         p = Path(path)
@@ -412,7 +413,7 @@ def eval_set_from_pairs(
     *,
     max_frames: int | None = None,
 ) -> EvalSet:
-    """An evaluation set from listed pairs (e.g. ``datasets.folders.find_paired_samples``).
+    """An evaluation set from listed pairs (e.g. :func:`translate.pairs.find_paired_samples`).
 
     Args:
         root: the paired folder.
@@ -500,14 +501,13 @@ def load_eval_set(
     *,
     sim_data: str | os.PathLike[str] | None = None,
     max_frames: int | None = None,
-    pair_lister: Callable[[Path], tuple[Sequence[Any], Sequence[str]]] | None = None,
 ) -> EvalSet:
     """List an evaluation set: a paired folder, a recording session or unlabelled real frames.
 
     - session: ``DATA/session.json`` or a ``manifest.jsonl`` with ``file`` entries;
     - paired: ``DATA/manifest.jsonl`` with ``real`` (+ ``sim``, ``action``) entries, or
-      ``DATA/real`` + ``DATA/sim`` with matching stems; listed by ``pair_lister`` (the entry
-      point passes ``datasets.folders.find_paired_samples``; this layer does not import it);
+      ``DATA/real`` + ``DATA/sim`` with matching stems (:func:`translate.pairs.find_paired_samples`;
+      real frames without a sim partner are reported, not fatal);
     - unlabelled: ``DATA/real`` alone or a plain folder of frames; needs ``sim_data``.
 
     Args:
@@ -515,7 +515,6 @@ def load_eval_set(
         sim_data: a folder of sim frames (or one holding ``sim/``): the reference distribution
             for sets without paired sim frames.
         max_frames: keep the first N frames.
-        pair_lister: lists a paired folder: ``root -> (samples, problems)``.
 
     Returns:
         The set.
@@ -542,10 +541,7 @@ def load_eval_set(
     if (root / "session.json").is_file() or (first is not None and "file" in first):
         es = eval_set_from_session(root, max_frames=max_frames)
     elif manifest.is_file() or ((root / "real").is_dir() and (root / "sim").is_dir()):
-        if pair_lister is None:
-            raise ValueError(f"{root} is a paired folder: pass pair_lister= (e.g. "
-                             "datasets.folders.find_paired_samples) to list it")
-        samples, problems = pair_lister(root)
+        samples, problems = find_paired_samples(root, on_missing="skip", require_sim=False)
         es = eval_set_from_pairs(root, samples, problems, max_frames=max_frames)
     else:
         folder = root / "real" if (root / "real").is_dir() else root

@@ -15,34 +15,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from translate.camera import CameraCorrection
+from translate.export_format import (
+    CORE_FILE,
+    EXPORT_FORMAT_VERSION,
+    ROBOT_FILE,
+    SUMMARY_FILE,
+    parse_metadata,
+)
 from translate.fsutil import atomic_write_bytes, atomic_write_json
 
 if TYPE_CHECKING:
-    import onnx
     import torch
     from torch import nn
 
 __all__ = [
-    "CORE_FILE",
     "CORE_TOLERANCE",
-    "EXPORT_FORMAT_VERSION",
     "ExportParityError",
-    "ROBOT_FILE",
     "ROBOT_TOLERANCE",
-    "SUMMARY_FILE",
     "export_from_module",
     "export_generator",
-    "read_export_metadata",
     "robot_module",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Version of the metadata layout below (``sim2real.format_version``); readers refuse newer ones.
-EXPORT_FORMAT_VERSION = 1
-CORE_FILE = "translator.onnx"
-ROBOT_FILE = "translator_robot.onnx"
-SUMMARY_FILE = "export.json"
 #: Largest accepted |onnxruntime − torch| on the core graph, in [-1, 1] units.
 CORE_TOLERANCE = 1e-4
 #: Largest accepted |onnxruntime − torch| on the robot graph, in uint8 grey levels (rounding ties).
@@ -51,11 +47,6 @@ ROBOT_TOLERANCE = 1
 _MIN_OPSET = 17  # GridSample needs 16; InstanceNormalization and Pad(reflect) are older
 _SIZE_MULTIPLE = 4  # the ResNet generator's two stride-2 downsamplings must be undone exactly
 _MIN_SIZE = 8
-# metadata values stored as JSON text (everything else is a plain string)
-_JSON_KEYS = frozenset({
-    "sim2real.format_version", "input_size", "output_size", "value_range", "camera_correction",
-    "correction_in_graph", "dynamic_size",
-})
 _CHANNEL_ORDERS = ("RGB", "BGR")
 # Warnings the TorchScript exporter always emits for these generators; none is actionable:
 # InstanceNorm without running stats is exported with train=True (the same maths as eval),
@@ -474,7 +465,8 @@ def export_generator(
     :meth:`CameraCorrection.to_dict` or ``null``: the correction that belongs BEFORE the
     translator), ``opset``, ``exporter``, ``created_utc``; the robot graph adds
     ``correction_in_graph`` (JSON bool), ``input_layout`` (NHWC), ``input_dtype`` (uint8),
-    ``input_channel_order``, ``output_dtype`` (uint8). Read them with :func:`read_export_metadata`.
+    ``input_channel_order``, ``output_dtype`` (uint8). Read them with
+    :func:`translate.export_format.read_export_metadata`.
 
     Parity: onnxruntime (CPU) against torch on seeded random inputs, batch 2 at the export size
     (and batch 1 at H+8 x W+8 for dynamic sizes). Core max abs diff must be <= ``CORE_TOLERANCE``
@@ -500,7 +492,7 @@ def export_generator(
     Returns:
         ``{"onnx": str, "robot_onnx": str | None, "metadata": dict, "robot_metadata": dict |
         None, "parity": {"core_max_abs_diff": float, "robot_max_abs_diff": float | None},
-        "summary": str}`` with metadata as :func:`read_export_metadata` parses it.
+        "summary": str}`` with metadata as :func:`translate.export_format.parse_metadata` parses it.
 
     Raises:
         ValueError: bad size, opset, channel order or camera size mismatch.
@@ -561,8 +553,8 @@ def export_generator(
             stale.unlink()
 
     parity = {"core_max_abs_diff": core_diff, "robot_max_abs_diff": robot_diff}
-    core_parsed = _parse_metadata(core_meta)
-    robot_parsed = _parse_metadata(robot_meta) if robot_meta is not None else None
+    core_parsed = parse_metadata(core_meta)
+    robot_parsed = parse_metadata(robot_meta) if robot_meta is not None else None
     summary = out / SUMMARY_FILE
     atomic_write_json(summary, {
         "onnx": CORE_FILE,
@@ -583,15 +575,10 @@ def export_generator(
 
 
 def _deployable_generator(module: nn.Module) -> nn.Module:
-    # CycleGANModule.forward is netG_A, CUTModule.forward is netG: export only that network
-    # (not the discriminators, patch MLP or a frozen policy the module may hold).
-    from torch import nn
-
-    for name in ("netG_A", "netG"):
-        sub = getattr(module, name, None)
-        if isinstance(sub, nn.Module):
-            return sub
-    return module
+    # A translator module names the network its forward(x) runs (deployable_generator(), e.g.
+    # models.base.TranslatorModule's); export only that, not its discriminators or frozen policy.
+    pick = getattr(module, "deployable_generator", None)
+    return pick() if callable(pick) else module
 
 
 def export_from_module(
@@ -610,9 +597,9 @@ def export_from_module(
 ) -> dict[str, Any]:
     """Export the real→sim generator of a trained translator module (see :func:`export_generator`).
 
-    A module with a ``netG_A`` (CycleGAN) or ``netG`` (CUT / FastCUT) generator exports that
-    network alone, which is what their ``forward(x)`` runs; any other module is exported whole
-    through its ``forward``. The module itself is not changed (device, dtype, mode).
+    A module with a ``deployable_generator()`` method (the CycleGAN / CUT modules) exports the
+    network it returns alone, which is what its ``forward(x)`` runs; any other module is exported
+    whole through its ``forward``. The module itself is not changed (device, dtype, mode).
 
     Args:
         module: the trained module, on any device.
@@ -641,65 +628,3 @@ def export_from_module(
         model_name=model_name, config_hash=config_hash, checkpoint=checkpoint, robot=robot,
         input_channel_order=input_channel_order, opset=opset, extra_metadata=extra_metadata,
     )
-
-
-def _parse_metadata(props: Mapping[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in props.items():
-        if key in _JSON_KEYS:
-            try:
-                out[key] = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"metadata {key!r} is not valid JSON: {value!r}") from exc
-        else:
-            out[key] = value
-    return out
-
-
-def _load_onnx_header(path: Path) -> onnx.ModelProto:
-    import onnx
-
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise ValueError(f"{path}: not a readable ONNX file: {exc}") from exc
-
-
-def read_export_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read the metadata of an exported translator (core or robot graph).
-
-    JSON-valued keys are parsed (``input_size`` → ``[H, W]``, ``camera_correction`` → dict or
-    None, ``correction_in_graph`` → bool, ...); the others stay strings. Rebuild the correction
-    with ``CameraCorrection.from_dict(meta["camera_correction"])``.
-
-    Args:
-        path: a ``translator.onnx`` / ``translator_robot.onnx``.
-
-    Returns:
-        The metadata dict; see :func:`export_generator` for the keys.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: not an ONNX file, not a sim2real export, or a newer format version; the
-            message names the file.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"ONNX translator not found: {p}")
-    props = {prop.key: prop.value for prop in _load_onnx_header(p).metadata_props}
-    if "sim2real.format_version" not in props:
-        raise ValueError(
-            f"{p}: no 'sim2real.format_version' metadata; not exported by translate.export "
-            "(re-export it with export_translator.py)"
-        )
-    try:
-        meta = _parse_metadata(props)
-    except ValueError as exc:
-        raise ValueError(f"{p}: {exc}") from exc
-    version = meta["sim2real.format_version"]
-    if not isinstance(version, int) or version > EXPORT_FORMAT_VERSION:
-        raise ValueError(
-            f"{p}: export format version {version!r} is not supported (this reader knows up to "
-            f"{EXPORT_FORMAT_VERSION}); update sim2real-translate"
-        )
-    return meta

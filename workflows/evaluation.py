@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -206,13 +205,10 @@ def _ensure_default_data(cfg: DictConfig) -> None:
 
 def build_eval_set(cfg: DictConfig) -> EvalSet:
     """List the evaluation frames named by ``cfg.data`` (and ``cfg.sim_data``)."""
-    from datasets.folders import find_paired_samples
-
-    lister = functools.partial(find_paired_samples, on_missing="skip", require_sim=False)
     sim_data = cfg.get("sim_data")
     return load_eval_set(
         str(cfg.data), sim_data=str(sim_data) if sim_data else None,
-        max_frames=cfg.get("max_frames"), pair_lister=lister,
+        max_frames=cfg.get("max_frames"),
     )
 
 

@@ -19,9 +19,9 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-from datasets.folders import find_paired_samples
 from translate.fsutil import atomic_write_json, atomic_write_text, swap_folder_into_place
 from translate.imageio import decode_image, encode_image, list_images, read_images, write_image
+from translate.pairs import find_paired_samples
 
 __all__ = [
     "HELDOUT_FORMAT_VERSION",

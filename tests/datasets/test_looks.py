@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasets.folders import find_paired_samples
 from datasets.jetbot_synth.looks import (
     LOOKS,
     LookSpec,
@@ -18,6 +17,7 @@ from datasets.jetbot_synth.looks import (
     main,
 )
 from translate.imageio import list_images, read_image, read_images
+from translate.pairs import find_paired_samples
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.folders import find_paired_samples
 from translate.camera import CameraCorrection
 from translate.evaluate import (
     EvalDataError,
@@ -30,10 +29,6 @@ from translate.policy import load_policy
 from translate.recording import SessionWriter
 
 FAST = EvalSettings(bootstrap=200, n_strips=3, n_worst=2, num_workers=2)
-
-
-def _pairs(root: Path):
-    return find_paired_samples(root, on_missing="skip", require_sim=False)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +92,7 @@ def _swap() -> FunctionTranslator:
 def test_identity_on_sim_frames_has_zero_error(synth: Path, policy, tmp_path: Path) -> None:
     # A set whose "real" frames are the sim frames, reference = the policy on the paired sim frame.
     test = _copy_split(synth, tmp_path, real_from="sim")
-    es = load_eval_set(test, pair_lister=_pairs)
+    es = load_eval_set(test)
     res = evaluate_translators([IdentityTranslator()], policy, es, camera=None, settings=FAST)
     m = res.metrics
     assert [st["name"] for st in m["stages"]] == ["raw", "translated:identity", "sim"]
@@ -118,7 +113,7 @@ def test_identity_on_sim_frames_has_zero_error(synth: Path, policy, tmp_path: Pa
 
 def test_perfect_translator_closes_the_gap(synth: Path, policy, tmp_path: Path) -> None:
     test = _copy_split(synth, tmp_path)
-    es = load_eval_set(test, pair_lister=_pairs)
+    es = load_eval_set(test)
     camera, source = resolve_camera("auto", es)
     assert camera is not None and source == str(tmp_path / "camera.yaml")
     corrected = camera.apply(np.stack([read_image(p) for p in es.real_paths]))
@@ -153,7 +148,7 @@ def test_channel_swap_scores_worse_and_the_contract_check_names_it(
     synth: Path, policy, tmp_path: Path
 ) -> None:
     test = _copy_split(synth, tmp_path, real_from="sim")
-    es = load_eval_set(test, pair_lister=_pairs)
+    es = load_eval_set(test)
     res = evaluate_translators([_swap()], policy, es, camera=None, settings=FAST)
     m = res.metrics
     assert _value(m, "translated:swap", "action_mae") > _value(m, "raw", "action_mae")
@@ -167,7 +162,7 @@ def test_swapped_output_of_a_good_translator_is_named_on_real_frames(
     synth: Path, policy, tmp_path: Path
 ) -> None:
     test = _copy_split(synth, tmp_path)
-    es = load_eval_set(test, pair_lister=_pairs)
+    es = load_eval_set(test)
     camera, _ = resolve_camera("auto", es)
     assert camera is not None
     corrected = camera.apply(np.stack([read_image(p) for p in es.real_paths]))
@@ -184,7 +179,7 @@ def test_swapped_output_of_a_good_translator_is_named_on_real_frames(
 
 
 def test_manifest_actions_are_the_reference(synth: Path, policy) -> None:
-    es = load_eval_set(synth / "test", pair_lister=_pairs)
+    es = load_eval_set(synth / "test")
     assert es.kind == "paired" and es.action_source == "manifest" and len(es) == 16
     camera, source = resolve_camera("auto", es)
     assert source == str(synth / "camera.yaml")  # found in the split's parent
@@ -197,7 +192,7 @@ def test_manifest_actions_are_the_reference(synth: Path, policy) -> None:
 
 
 def test_bootstrap_is_deterministic_by_seed(synth: Path, policy) -> None:
-    es = load_eval_set(synth / "test", pair_lister=_pairs, max_frames=8)
+    es = load_eval_set(synth / "test", max_frames=8)
     a = evaluate_translators([], policy, es, settings=FAST).metrics
     b = evaluate_translators([], policy, es, settings=FAST).metrics
     assert len(es) == 8 and a["data"]["n_listed"] == 16
@@ -226,7 +221,7 @@ def test_onnx_core_and_robot_translators_agree(synth: Path, policy, tmp_path: Pa
     assert (robot.variant, robot.takes_raw, robot.input_size) == ("robot", True, (48, 48))
     assert robot_bgr.input_channel_order == "BGR"
     assert core.name == "rgb"
-    es = load_eval_set(synth / "test", pair_lister=_pairs, max_frames=6)
+    es = load_eval_set(synth / "test", max_frames=6)
     res = evaluate_translators([core, robot, robot_bgr], policy, es, camera=camera,
                                settings=FAST)
     frames = res.samples["frames"]
@@ -243,7 +238,7 @@ def test_onnx_core_and_robot_translators_agree(synth: Path, policy, tmp_path: Pa
 
 
 def test_translator_output_is_checked(synth: Path, policy) -> None:
-    es = load_eval_set(synth / "test", pair_lister=_pairs, max_frames=2)
+    es = load_eval_set(synth / "test", max_frames=2)
     nchw = FunctionTranslator(lambda f: np.ascontiguousarray(f.transpose(0, 3, 1, 2)), "nchw")
     with pytest.raises(TranslatorOutputError, match="looks NCHW"):
         evaluate_translators([nchw], policy, es, settings=FAST)
@@ -261,7 +256,7 @@ def test_unreadable_frames_are_skipped_and_reported(synth: Path, policy, tmp_pat
     test = _copy_split(synth, tmp_path)
     broken = test / "real" / "000003.jpg"
     broken.write_bytes(b"\xff\xd8 truncated")
-    es = load_eval_set(test, pair_lister=_pairs)
+    es = load_eval_set(test)
     res = evaluate_translators([], policy, es, settings=FAST)
     skipped = res.metrics["data"]["skipped"]
     assert [s["path"] for s in skipped] == [str(broken)] and skipped[0]["reason"]
@@ -274,7 +269,7 @@ def test_all_frames_unreadable_is_an_error(synth: Path, policy, tmp_path: Path) 
     test = _copy_split(synth, tmp_path)
     for p in (test / "real").iterdir():
         p.write_bytes(b"")
-    es = load_eval_set(test, pair_lister=_pairs, max_frames=3)
+    es = load_eval_set(test, max_frames=3)
     with pytest.raises(EvalDataError, match="no readable frames.*file is empty"):
         evaluate_translators([], policy, es, settings=FAST)
 
@@ -283,7 +278,7 @@ def test_missing_partners_are_reported(synth: Path, tmp_path: Path) -> None:
     test = _copy_split(synth, tmp_path)
     (test / "sim" / "000005.png").unlink()
     (test / "real" / "000007.jpg").unlink()
-    es = load_eval_set(test, pair_lister=_pairs)
+    es = load_eval_set(test)
     assert len(es) == 14
     text = " ".join(es.problems)
     assert "000005" in text and "000007" in text
@@ -291,14 +286,14 @@ def test_missing_partners_are_reported(synth: Path, tmp_path: Path) -> None:
 
 def test_empty_and_missing_sets(tmp_path: Path) -> None:
     with pytest.raises(DataFolderError, match="does not exist"):
-        load_eval_set(tmp_path / "nope", pair_lister=_pairs)
+        load_eval_set(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "manifest.jsonl").write_text("\n")
     with pytest.raises(EvalDataError, match="empty"):
-        load_eval_set(tmp_path / "empty", pair_lister=_pairs)
+        load_eval_set(tmp_path / "empty")
     (tmp_path / "noimg").mkdir()
     with pytest.raises(DataFolderError, match="holds no images"):
-        load_eval_set(tmp_path / "noimg", pair_lister=_pairs)
+        load_eval_set(tmp_path / "noimg")
 
 
 def test_unlabelled_frames_need_sim_data(synth: Path, policy, tmp_path: Path) -> None:
@@ -349,7 +344,7 @@ def test_frames_of_another_size_are_resized_and_noted(synth: Path, policy, tmp_p
 
 
 def test_thresholds(synth: Path, policy) -> None:
-    es = load_eval_set(synth / "test", pair_lister=_pairs, max_frames=6)
+    es = load_eval_set(synth / "test", max_frames=6)
     m = evaluate_translators([IdentityTranslator()], policy, es, settings=FAST).metrics
     checks = check_thresholds(m, {"turn_agreement": 1.01}, {"action_mae": 10.0})
     assert [(c["metric"], c["passed"]) for c in checks] == [

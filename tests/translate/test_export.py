@@ -15,15 +15,12 @@ from torch import nn
 from models.networks import ResnetGenerator
 from translate.camera import CameraCorrection, CameraModel, CameraRig
 from translate.export import (
-    CORE_FILE,
-    ROBOT_FILE,
-    SUMMARY_FILE,
     ExportParityError,
     export_from_module,
     export_generator,
-    read_export_metadata,
     robot_module,
 )
+from translate.export_format import CORE_FILE, ROBOT_FILE, SUMMARY_FILE, read_export_metadata
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -228,6 +225,9 @@ class _Trainee(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.netG(x)
+
+    def deployable_generator(self) -> nn.Module:
+        return self.netG
 
 
 def test_export_from_module_leaves_the_module_alone(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from datasets.jetbot_synth.source import SynthSource
 from models.networks import ResnetGenerator
 from translate.camera import CameraCorrection
 from translate.export import export_generator
+from translate.fusion import fuse_translator_and_policy
 from translate.pipeline import (
     JetbotSink,
     JsonlSink,
@@ -30,7 +31,7 @@ from translate.pipeline import (
     run_loop,
 )
 from translate.policy import load_policy
-from translate.runtime import FusedPolicy, Translator, fuse_translator_and_policy
+from translate.runtime import FusedPolicy, Translator
 from translate.sources import CameraReadError, FrameSource
 
 SIZE = 40  # the rl_games network needs >= 36

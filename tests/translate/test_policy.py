@@ -442,7 +442,7 @@ def _onnx_preprocess(spec: PolicySpec, frames: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from translate.runtime import _glue_model, _policy_pre_nodes
+    from translate.fusion import _glue_model, _policy_pre_nodes
 
     n, h, w, _ = frames.shape
     nodes, inits = _policy_pre_nodes(spec, 17, "pixels", "obs", (h, w))
