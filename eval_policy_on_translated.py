@@ -19,7 +19,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from translate.evaluate import EvalDataError, TranslatorOutputError
+from translate.eval_sets import EvalDataError
+from translate.eval_translators import TranslatorOutputError
 from translate.imageio import DataFolderError, ImageDecodeError
 from translate.policy import PolicySpecError
 from workflows.evaluation import CONFIG_DIR, evaluate

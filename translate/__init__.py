@@ -6,7 +6,8 @@
 - :data:`ROBOT` (adds onnxruntime): what runs on the robot — the translator runtime, the robot
   loop, frame and action sources.
 - :data:`TOOLS` (torch, onnx; a workstation): the ONNX export, the translator + policy fusion, the
-  differentiable policy, the evaluation and its report.
+  differentiable policy, the evaluation (translators, sets, stages, accumulators, the
+  ``metrics.json`` schema, the core loop) and its report.
 
 The base install (``pip install .``) is CORE + ROBOT; a layer imports nothing from a later one at
 import time (``tests/test_install.py`` holds both true).
@@ -20,4 +21,5 @@ CORE = ("fsutil", "imageio", "recording", "pairs", "camera", "policy", "policy_c
 #: Modules of the robot layer (adds onnxruntime).
 ROBOT = ("runtime", "pipeline", "sources", "teleop")
 #: Modules of the tools (torch, onnx).
-TOOLS = ("export", "fusion", "torch_policy", "evaluate", "report")
+TOOLS = ("export", "fusion", "torch_policy", "eval_translators", "eval_sets", "eval_stages",
+         "eval_schema", "eval_accumulators", "evaluate", "report")

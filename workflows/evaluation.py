@@ -12,18 +12,15 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from translate.evaluate import (
-    EvalSet,
-    EvalSettings,
+from translate.eval_schema import check_thresholds
+from translate.eval_sets import EvalSet, load_eval_set, resolve_camera
+from translate.eval_translators import (
     IdentityTranslator,
     OnnxTranslator,
     TorchModuleTranslator,
     Translator,
-    check_thresholds,
-    evaluate_translators,
-    load_eval_set,
-    resolve_camera,
 )
+from translate.evaluate import EvalSettings, evaluate_translators
 from translate.policy import load_policy
 
 __all__ = [

@@ -11,18 +11,15 @@ import pytest
 import torch
 
 from translate.camera import CameraCorrection
-from translate.evaluate import (
-    EvalDataError,
-    EvalSettings,
+from translate.eval_schema import check_thresholds
+from translate.eval_sets import EvalDataError, load_eval_set, resolve_camera
+from translate.eval_translators import (
     FunctionTranslator,
     IdentityTranslator,
     OnnxTranslator,
     TranslatorOutputError,
-    check_thresholds,
-    evaluate_translators,
-    load_eval_set,
-    resolve_camera,
 )
+from translate.evaluate import EvalSettings, evaluate_translators
 from translate.imageio import DataFolderError, read_image, write_image
 from translate.metrics import PSNR_CAP_DB
 from translate.policy import load_policy

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from translate.evaluate import SCHEMA_VERSION, EvalResult
+from translate.eval_schema import SCHEMA_VERSION
+from translate.evaluate import EvalResult
 from translate.report import (
     FIGURES,
     figure_pngs,

@@ -172,7 +172,7 @@ def test_non_finite_translation_is_an_error_not_black_frames() -> None:
 def test_torch_translator_with_nan_weights_stops_the_evaluation() -> None:
     import torch
 
-    from translate.evaluate import TorchModuleTranslator
+    from translate.eval_translators import TorchModuleTranslator
     from translate.runtime import NonFiniteTranslationError
 
     net = torch.nn.Conv2d(3, 3, 1)
