@@ -61,11 +61,12 @@ def _fit(module: TranslatorModule, batches: list[dict[str, torch.Tensor]], step:
 
 def _models(policy: dict[str, Any] | None, teacher: str | None) -> dict[str, Callable[[], TranslatorModule]]:
     pol = {"policy": policy, "policy_losses": {"cycle": 1.0, "sim_identity": 1.0, "paired": 1.0,
-                                               "features": 0.1}} if policy else {}
-    cut_pol = dict(pol, policy_losses={"sim_identity": 1.0, "paired": 1.0}) if policy else {}
+                                               "features": 0.1, "paired_pixel": 2.0}} if policy else {}
+    cut_pol = dict(pol, policy_losses={"sim_identity": 1.0, "paired": 1.0, "paired_pixel": 2.0}) if policy else {}
     dist = {"distill": {"teacher": teacher, "pixel": 3.0, "policy": 1.0 if policy else 0.0}} if teacher else {}
+    noise = {"cycle_noise": 0.1} if policy else {}  # host-drawn noise, copied into the graphs
     return {
-        "cyclegan": lambda: CycleGANModule(generator=G, discriminator=D, **pol, **dist),
+        "cyclegan": lambda: CycleGANModule(generator=G, discriminator=D, **pol, **dist, **noise),
         "cut": lambda: CUTModule(generator=G, discriminator=D, num_patches=16, **cut_pol, **dist),
         "fastcut": lambda: CUTModule(generator=G, discriminator=D, num_patches=16, nce_idt=False,
                                      lambda_NCE=10.0, flip_equivariance=True, **cut_pol, **dist),
@@ -103,6 +104,7 @@ def test_fast_executor_equals_eager_on_cpu(model: str, terms: str, tiny_synth: P
     assert la[0].keys() == lb[0].keys()
     if extra:  # the fast path has the terms the efficacy work added, not a subset
         assert any(k.startswith("loss_policy") for k in la[0]) and "loss_distill" in la[0]
+        assert "loss_paired_pixel" in la[0]
     for s, (ea, eb) in enumerate(zip(la, lb, strict=True)):
         for k in ea:
             assert ea[k] == pytest.approx(eb[k], rel=1e-5, abs=1e-6), f"step {s} {k}"
