@@ -172,3 +172,35 @@ def test_cuda_graphs_match_eager_within_bf16(model: str, tiny_synth: Path, teach
         return sum(float((pa - px).abs().sum()) for pa, px in zip(a.parameters(), x.parameters(), strict=True))
 
     assert dist(b) < dist(c)
+
+
+@pytest.mark.gpu
+def test_cuda_graphs_keep_training_after_a_validation() -> None:
+    """Lightning zeroes the gradients (set_to_none) before every validation; the replays that
+    follow must still step every parameter (they once silently stopped training there)."""
+    batches = _batches(9, batch=1, size=64)
+    torch.manual_seed(0)
+    m = CycleGANModule(generator=G, discriminator=D)
+    m.set_executor(build_executor({"name": "fast", "warmup": 2}))
+    snaps: list[list[torch.Tensor]] = []
+
+    class Snap(L.Callback):
+        def on_train_batch_end(self, trainer: Any, module: Any, *args: Any) -> None:
+            snaps.append([p.detach().clone() for p in (*module.netG_A.parameters(), *module.netD_A.parameters())])
+
+    trainer = L.Trainer(accelerator="gpu", devices=1, precision="bf16-mixed", max_steps=9,
+                        val_check_interval=4, num_sanity_val_steps=0, limit_val_batches=1,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[Snap()])
+    trainer.fit(m, train_dataloaders=_loader(batches), val_dataloaders=_loader(batches[:1]))
+    assert trainer.global_step == 9 and m.executor is not None and m.executor.use_graphs
+
+    def moved(s: int) -> list[bool]:
+        return [bool((a != b).any()) for a, b in zip(snaps[s - 1], snaps[s], strict=True)]
+
+    before = moved(3)  # a replay before the validation (after step 4)
+    assert sum(before) > len(before) // 2
+    for s in range(5, 9):  # every parameter that moved before it moves after it too
+        after = moved(s)
+        assert all(a for a, b in zip(after, before, strict=True) if b), \
+            f"step {s + 1}: {sum(before) - sum(after)} parameters stopped moving after the validation"
