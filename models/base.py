@@ -49,15 +49,18 @@ class PolicyLossWeights:
         paired: π(G(x_real)) ≈ π(y_sim) on paired frames, when the data provides them.
         features: extra weight of a penultimate-feature term (MSE, scale-normalised) added to each
             active term.
+        paired_pixel: λ × L1(G(x_real), y_sim) on paired frames: pixel supervision, the paired
+            ceiling's term (needs no policy; off unless the data provides pairs).
     """
 
     cycle: float = 0.0
     sim_identity: float = 0.0
     paired: float = 0.0
     features: float = 0.0
+    paired_pixel: float = 0.0
 
     def any(self) -> bool:
-        """True when some loss term is on."""
+        """True when some term that needs the frozen policy is on."""
         return max(self.cycle, self.sim_identity, self.paired) > 0
 
 
@@ -356,6 +359,30 @@ class TranslatorModule(L.LightningModule):
             self._frozen_policy.to(dev)
         return self._frozen_policy
 
+    def paired_losses(self, batch: Mapping[str, Any], generator: nn.Module) -> dict[str, torch.Tensor]:
+        """The terms on paired frames, when the batch holds ``paired_real`` / ``paired_sim``.
+
+        ``loss_paired_pixel`` = ``paired_pixel`` × L1(G(x_real), y_sim) and ``loss_policy_paired``
+        = ``paired`` × |π(G(x_real)) − π(y_sim)|, on one generator pass.
+
+        Args:
+            batch: the iteration context; ``paired_real``, ``paired_sim``: (N, 3, H, W) in [-1, 1].
+            generator: the real→sim generator (CycleGAN's G_A, CUT's G).
+
+        Returns:
+            The named terms; empty when no pairs or both weights are 0.
+        """
+        w = self.policy_weights
+        if "paired_real" not in batch or max(w.paired, w.paired_pixel) <= 0:
+            return {}
+        fake = generator(batch["paired_real"])
+        out: dict[str, torch.Tensor] = {}
+        if w.paired_pixel > 0:
+            out["loss_paired_pixel"] = w.paired_pixel * F.l1_loss(fake.float(), batch["paired_sim"].float())
+        if w.paired > 0:
+            out.update(self.policy_consistency(batch["paired_sim"], fake, "paired", w.paired))
+        return out
+
     def policy_consistency(
         self, target_images: torch.Tensor, images: torch.Tensor, name: str, weight: float
     ) -> dict[str, torch.Tensor]:
@@ -436,16 +463,17 @@ class TranslatorModule(L.LightningModule):
 
     @staticmethod
     def extra_generator_loss(losses: Mapping[str, torch.Tensor], like: torch.Tensor) -> torch.Tensor:
-        """Sum of the terms added on top of a model's own ``loss_G`` (policy and distillation).
+        """Sum of the terms added on top of a model's own ``loss_G`` (policy, paired, distillation).
 
         Args:
             losses: the iteration's named losses.
             like: any tensor on the target device (for the zero when there are none).
 
         Returns:
-            Scalar: the sum of every ``loss_policy_*`` and ``loss_distill`` entry.
+            Scalar: the sum of every ``loss_policy_*``, ``loss_paired_*`` and ``loss_distill`` entry.
         """
-        extra = [v for k, v in losses.items() if k.startswith("loss_policy") or k == "loss_distill"]
+        extra = [v for k, v in losses.items()
+                 if k.startswith(("loss_policy", "loss_paired")) or k == "loss_distill"]
         return torch.stack(extra).sum() if extra else torch.zeros((), device=like.device)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -132,6 +132,7 @@ class FastExecutor:
         self._outs: list[dict[str, Tensor]] = []
         self._phases: list[Phase] = []
         self._ctx: dict[str, Any] = {}
+        self._grads: list[tuple[torch.nn.Parameter, Tensor]] = []
         self._batch_keys: list[str] = []
         self.use_graphs = False
         self.bf16 = False
@@ -240,6 +241,10 @@ class FastExecutor:
             pool = graph.pool() if pool is None else pool
             self._graphs.append(graph)
         self._phases, self._ctx = phases, ctx
+        # the graphs write each gradient into the tensor allocated at capture: keep them, since
+        # anyone's zero_grad(set_to_none=True) (Lightning's on_validation_model_zero_grad, before
+        # every validation) would detach them and the optimisers would skip every parameter
+        self._grads = [(p, p.grad) for p in params if p.grad is not None]
         log.info("step=fast: captured %d CUDA graphs (%s) after %d eager iterations",
                  len(phases), "+".join(p.name for p in phases), self._eager_runs)
 
@@ -251,6 +256,9 @@ class FastExecutor:
         module.prepare_iteration(live, live=True)
         _copy_host_values(ctx, live)
         opts = module.lightning_optimizers()
+        for p, g in self._grads:
+            if p.grad is not g:
+                p.grad = g
         losses: dict[str, Tensor] = {}
         for phase, graph, out in zip(self._phases, self._graphs, self._outs, strict=True):
             if phase.before is not None:

@@ -327,20 +327,17 @@ class CUTModule(TranslatorModule):
         """Policy-consistency terms (``model.policy_losses``), each ``loss_policy_<name>``.
 
         - ``sim_identity``: π(y_sim) ≈ π(G(y_sim)), on the NCE-identity pass (computed if off).
-        - ``paired``: π(G(x_real)) ≈ π(y_sim), when the batch holds ``paired_real``/``paired_sim``.
+        - ``paired`` / ``paired_pixel``: on paired frames (:meth:`paired_losses`).
         """
         w = self.policy_weights
+        losses = self.paired_losses(batch, self.netG)
         if not w.any():
-            return {}
+            return losses
         real_B = batch["sim"]
-        losses: dict[str, torch.Tensor] = {}
         if w.sim_identity > 0:
             # with flip-equivariance the identity pass saw the flipped frame
             idt = self.netG(real_B) if idt_B is None else self.flip_if(idt_B, flipped)
             losses.update(self.policy_consistency(real_B, idt, "sim_identity", w.sim_identity))
-        if w.paired > 0 and "paired_real" in batch:
-            fake = self.netG(batch["paired_real"])
-            losses.update(self.policy_consistency(batch["paired_sim"], fake, "paired", w.paired))
         return losses
 
     def rank_generators(self) -> list[torch.Generator]:

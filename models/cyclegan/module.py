@@ -53,6 +53,13 @@ class CycleGANModule(TranslatorModule):
         lambda_A, lambda_B: cycle weights (real→sim→real, sim→real→sim).
         lambda_identity: identity weight relative to λ (0 disables the identity forward passes).
         pool_size: image pool size for the discriminator updates (0 = off).
+        cycle_noise: σ of Gaussian noise added to each fake before the return generator of its
+            cycle (both cycles; 0 = off). CycleGAN can hide the source image in a faint
+            high-frequency signal of its fake and decode it back (Chu et al. 2017, "a master of
+            steganography"); the policy cycle term would then be met without G_A reading
+            real-looking frames. Noise drowns that signal, so the cycles must pass through
+            visible content. Drawn on the host from the model's own generator (saved in
+            checkpoints: a resumed run draws what the uninterrupted one would).
         batched_generators: run the G passes that do not depend on each other as one batched call
             (same maths — instance norm is per sample — fewer, larger kernel launches).
         **base: see :class:`models.base.TranslatorModule` (lr, betas, n_epochs, ...).
@@ -72,6 +79,7 @@ class CycleGANModule(TranslatorModule):
         lambda_B: float = 10.0,
         lambda_identity: float = 0.5,
         pool_size: int = 50,
+        cycle_noise: float = 0.0,
         batched_generators: bool = True,
         **base: Any,
     ) -> None:
@@ -89,6 +97,10 @@ class CycleGANModule(TranslatorModule):
         self.lambda_A, self.lambda_B = lambda_A, lambda_B
         self.lambda_identity = lambda_identity
         self.batched_generators = batched_generators
+        if cycle_noise < 0:
+            raise ValueError(f"model.cycle_noise must be >= 0 (a standard deviation), got {cycle_noise}")
+        self.cycle_noise = float(cycle_noise)
+        self.noise_gen = torch.Generator().manual_seed(torch.initial_seed() + 3)  # per run seed
         # each pool owns its generator; both are saved in checkpoints (see extra_state)
         self.fake_A_pool = ImagePool(pool_size, generator=torch.Generator().manual_seed(1))
         self.fake_B_pool = ImagePool(pool_size, generator=torch.Generator().manual_seed(2))
@@ -103,8 +115,16 @@ class CycleGANModule(TranslatorModule):
         return [opt_G, opt_D], self._schedulers([opt_G, opt_D])
 
     # -- the two halves of an iteration, usable outside Lightning (benchmarks) ------------------
-    def generator_forward(self, real_A: torch.Tensor, real_B: torch.Tensor) -> CycleGANOutputs:
-        """All generator passes of one iteration (official order of dependencies)."""
+    def generator_forward(
+        self, real_A: torch.Tensor, real_B: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> CycleGANOutputs:
+        """All generator passes of one iteration (official order of dependencies).
+
+        Args:
+            real_A, real_B: (N, 3, H, W) real and sim frames in [-1, 1].
+            noise: (2N, 3, H, W) added to fake_B (first N) and fake_A (last N) before the return
+                generators, or None (see ``cycle_noise``).
+        """
         n = real_A.shape[0]
         use_idt = self.lambda_identity > 0
         if self.batched_generators:
@@ -115,15 +135,37 @@ class CycleGANModule(TranslatorModule):
             fake_B, fake_A = a_out[:n], b_out[:n]
             idt_A = a_out[n:] if use_idt else None
             idt_B = b_out[n:] if use_idt else None
-            rec_A, rec_B = self.netG_B(fake_B), self.netG_A(fake_A)
+            back_B, back_A = self._noisy(fake_B, fake_A, noise)
+            rec_A, rec_B = self.netG_B(back_B), self.netG_A(back_A)
         else:
             fake_B = self.netG_A(real_A)
-            rec_A = self.netG_B(fake_B)
             fake_A = self.netG_B(real_B)
-            rec_B = self.netG_A(fake_A)
+            back_B, back_A = self._noisy(fake_B, fake_A, noise)
+            rec_A = self.netG_B(back_B)
+            rec_B = self.netG_A(back_A)
             idt_A = self.netG_A(real_B) if use_idt else None
             idt_B = self.netG_B(real_A) if use_idt else None
         return CycleGANOutputs(fake_B, rec_A, fake_A, rec_B, idt_A, idt_B)
+
+    @staticmethod
+    def _noisy(
+        fake_B: torch.Tensor, fake_A: torch.Tensor, noise: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if noise is None:
+            return fake_B, fake_A
+        n = fake_B.shape[0]
+        return fake_B + noise[:n].to(fake_B.dtype), fake_A + noise[n:].to(fake_A.dtype)
+
+    def prepare_iteration(self, ctx: dict[str, Any], live: bool = True) -> None:
+        """Host-side draw of the cycle noise (``ctx["cycle_noise"]``, (2N, 3, H, W)) when on;
+        a zero placeholder of that shape under a graph capture."""
+        if self.cycle_noise <= 0:
+            return
+        real = ctx["real"]
+        shape = (2 * real.shape[0], *real.shape[1:])
+        noise = (torch.randn(shape, generator=self.noise_gen) * self.cycle_noise if live
+                 else torch.zeros(shape))
+        ctx["cycle_noise"] = noise.to(real.device, non_blocking=True)
 
     def generator_losses(
         self, real_A: torch.Tensor, real_B: torch.Tensor, out: CycleGANOutputs
@@ -179,7 +221,7 @@ class CycleGANModule(TranslatorModule):
             ``loss_distill`` term, and the scalar the backward pass takes (their sum).
         """
         real_A, real_B = ctx["real"], ctx["sim"]
-        out = self.generator_forward(real_A, real_B)
+        out = self.generator_forward(real_A, real_B, ctx.get("cycle_noise"))
         losses = self.generator_losses(real_A, real_B, out)
         losses.update(self.policy_losses(ctx, out))
         losses.update(self.distill_losses(real_A, out.fake_B))
@@ -208,28 +250,29 @@ class CycleGANModule(TranslatorModule):
 
         - ``cycle``: π(x_sim) ≈ π(G_A(G_B(x_sim))), on the cycle already computed.
         - ``sim_identity``: π(x_sim) ≈ π(G_A(x_sim)), on the identity pass (computed if off).
-        - ``paired``: π(G_A(x_real)) ≈ π(y_sim), when the batch holds ``paired_real``/``paired_sim``.
+        - ``paired`` / ``paired_pixel``: on paired frames (:meth:`paired_losses`).
         """
         w = self.policy_weights
+        losses = self.paired_losses(batch, self.netG_A)
         if not w.any():
-            return {}
+            return losses
         real_B = batch["sim"]
-        losses = self.policy_consistency(real_B, out.rec_B, "cycle", w.cycle)
+        losses.update(self.policy_consistency(real_B, out.rec_B, "cycle", w.cycle))
         if w.sim_identity > 0:
             idt = out.idt_A if out.idt_A is not None else self.netG_A(real_B)
             losses.update(self.policy_consistency(real_B, idt, "sim_identity", w.sim_identity))
-        if w.paired > 0 and "paired_real" in batch:
-            fake = self.netG_A(batch["paired_real"])
-            losses.update(self.policy_consistency(batch["paired_sim"], fake, "paired", w.paired))
         return losses
 
     def rank_generators(self) -> list[torch.Generator]:
-        return [self.fake_A_pool.generator, self.fake_B_pool.generator]
+        return [self.fake_A_pool.generator, self.fake_B_pool.generator, self.noise_gen]
 
     def extra_state(self) -> dict[str, Any]:
-        return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict()}
+        return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict(),
+                "noise_gen": self.noise_gen.get_state()}
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         if "fake_A_pool" in state:
             self.fake_A_pool.load_state_dict(state["fake_A_pool"])
             self.fake_B_pool.load_state_dict(state["fake_B_pool"])
+        if "noise_gen" in state:
+            self.noise_gen.set_state(state["noise_gen"])

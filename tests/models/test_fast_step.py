@@ -61,11 +61,12 @@ def _fit(module: TranslatorModule, batches: list[dict[str, torch.Tensor]], step:
 
 def _models(policy: dict[str, Any] | None, teacher: str | None) -> dict[str, Callable[[], TranslatorModule]]:
     pol = {"policy": policy, "policy_losses": {"cycle": 1.0, "sim_identity": 1.0, "paired": 1.0,
-                                               "features": 0.1}} if policy else {}
-    cut_pol = dict(pol, policy_losses={"sim_identity": 1.0, "paired": 1.0}) if policy else {}
+                                               "features": 0.1, "paired_pixel": 2.0}} if policy else {}
+    cut_pol = dict(pol, policy_losses={"sim_identity": 1.0, "paired": 1.0, "paired_pixel": 2.0}) if policy else {}
     dist = {"distill": {"teacher": teacher, "pixel": 3.0, "policy": 1.0 if policy else 0.0}} if teacher else {}
+    noise = {"cycle_noise": 0.1} if policy else {}  # host-drawn noise, copied into the graphs
     return {
-        "cyclegan": lambda: CycleGANModule(generator=G, discriminator=D, **pol, **dist),
+        "cyclegan": lambda: CycleGANModule(generator=G, discriminator=D, **pol, **dist, **noise),
         "cut": lambda: CUTModule(generator=G, discriminator=D, num_patches=16, **cut_pol, **dist),
         "fastcut": lambda: CUTModule(generator=G, discriminator=D, num_patches=16, nce_idt=False,
                                      lambda_NCE=10.0, flip_equivariance=True, **cut_pol, **dist),
@@ -103,6 +104,7 @@ def test_fast_executor_equals_eager_on_cpu(model: str, terms: str, tiny_synth: P
     assert la[0].keys() == lb[0].keys()
     if extra:  # the fast path has the terms the efficacy work added, not a subset
         assert any(k.startswith("loss_policy") for k in la[0]) and "loss_distill" in la[0]
+        assert "loss_paired_pixel" in la[0]
     for s, (ea, eb) in enumerate(zip(la, lb, strict=True)):
         for k in ea:
             assert ea[k] == pytest.approx(eb[k], rel=1e-5, abs=1e-6), f"step {s} {k}"
@@ -170,3 +172,35 @@ def test_cuda_graphs_match_eager_within_bf16(model: str, tiny_synth: Path, teach
         return sum(float((pa - px).abs().sum()) for pa, px in zip(a.parameters(), x.parameters(), strict=True))
 
     assert dist(b) < dist(c)
+
+
+@pytest.mark.gpu
+def test_cuda_graphs_keep_training_after_a_validation() -> None:
+    """Lightning zeroes the gradients (set_to_none) before every validation; the replays that
+    follow must still step every parameter (they once silently stopped training there)."""
+    batches = _batches(9, batch=1, size=64)
+    torch.manual_seed(0)
+    m = CycleGANModule(generator=G, discriminator=D)
+    m.set_executor(build_executor({"name": "fast", "warmup": 2}))
+    snaps: list[list[torch.Tensor]] = []
+
+    class Snap(L.Callback):
+        def on_train_batch_end(self, trainer: Any, module: Any, *args: Any) -> None:
+            snaps.append([p.detach().clone() for p in (*module.netG_A.parameters(), *module.netD_A.parameters())])
+
+    trainer = L.Trainer(accelerator="gpu", devices=1, precision="bf16-mixed", max_steps=9,
+                        val_check_interval=4, num_sanity_val_steps=0, limit_val_batches=1,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[Snap()])
+    trainer.fit(m, train_dataloaders=_loader(batches), val_dataloaders=_loader(batches[:1]))
+    assert trainer.global_step == 9 and m.executor is not None and m.executor.use_graphs
+
+    def moved(s: int) -> list[bool]:
+        return [bool((a != b).any()) for a, b in zip(snaps[s - 1], snaps[s], strict=True)]
+
+    before = moved(3)  # a replay before the validation (after step 4)
+    assert sum(before) > len(before) // 2
+    for s in range(5, 9):  # every parameter that moved before it moves after it too
+        after = moved(s)
+        assert all(a for a, b in zip(after, before, strict=True) if b), \
+            f"step {s + 1}: {sum(before) - sum(after)} parameters stopped moving after the validation"

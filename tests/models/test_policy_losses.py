@@ -143,3 +143,59 @@ def test_paired_policy_term_trains(compose_cfg: Any, tiny_synth: Path, tmp_path:
     ea.Reload()
     tags = set(ea.Tags()["scalars"])
     assert {"train/loss_policy_paired", "train/loss_policy_sim_identity"} <= tags
+
+
+@pytest.mark.parametrize("cls", [CycleGANModule, CUTModule])
+def test_paired_pixel_term_needs_no_policy_and_trains_the_generator(cls: type) -> None:
+    kw: dict[str, Any] = {"generator": TINY_G, "discriminator": TINY_D}
+    if cls is CUTModule:
+        kw["num_patches"] = 16
+    torch.manual_seed(0)
+    m = cls(**kw, policy_losses={"paired_pixel": 10.0})  # no policy configured: allowed
+    b = _batch()
+    b["paired_real"], b["paired_sim"] = b["real"].flip(0), b["sim"].flip(0)
+    G = m.netG_A if cls is CycleGANModule else m.netG
+    losses = m.paired_losses(b, G)
+    assert set(losses) == {"loss_paired_pixel"}
+    expected = 10.0 * torch.nn.functional.l1_loss(G(b["paired_real"]), b["paired_sim"])
+    torch.testing.assert_close(losses["loss_paired_pixel"], expected)
+    losses["loss_paired_pixel"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters())
+    # counted in the generator's total; without pairs in the batch, or at weight 0, nothing
+    assert m.extra_generator_loss(losses, b["real"]) == losses["loss_paired_pixel"]
+    assert m.paired_losses({"real": b["real"], "sim": b["sim"]}, G) == {}
+    assert cls(**kw).paired_losses(b, G) == {}
+
+
+def test_cycle_noise_zero_is_the_plain_cycle_and_noise_reaches_the_return_pass() -> None:
+    b = _batch()
+    torch.manual_seed(0)
+    plain = CycleGANModule(generator=TINY_G, discriminator=TINY_D)
+    torch.manual_seed(0)
+    noisy = CycleGANModule(generator=TINY_G, discriminator=TINY_D, cycle_noise=0.2)
+    ctx_plain, ctx_noisy = dict(b), dict(b)
+    plain.prepare_iteration(ctx_plain)
+    noisy.prepare_iteration(ctx_noisy)
+    assert "cycle_noise" not in ctx_plain
+    noise = ctx_noisy["cycle_noise"]
+    assert noise.shape == (4, 3, 48, 48) and 0.15 < float(noise.std()) < 0.25
+    p = plain.generator_forward(b["real"], b["sim"], ctx_plain.get("cycle_noise"))
+    n = noisy.generator_forward(b["real"], b["sim"], noise)
+    torch.testing.assert_close(n.fake_B, p.fake_B)  # the first pass sees no noise
+    assert not torch.allclose(n.rec_A, p.rec_A)
+    torch.testing.assert_close(n.rec_A, noisy.netG_B(n.fake_B + noise[:2]))
+    torch.testing.assert_close(n.rec_B, noisy.netG_A(n.fake_A + noise[2:]))
+    # a graph capture's placeholder is zeros and draws nothing; the draw stream is checkpointed
+    state = noisy.noise_gen.get_state()
+    cap = dict(b)
+    noisy.prepare_iteration(cap, live=False)
+    assert not cap["cycle_noise"].any() and torch.equal(noisy.noise_gen.get_state(), state)
+    saved = noisy.extra_state()
+    again = dict(b)
+    noisy.prepare_iteration(again)
+    noisy.load_extra_state(saved)
+    replay = dict(b)
+    noisy.prepare_iteration(replay)
+    torch.testing.assert_close(replay["cycle_noise"], again["cycle_noise"])
+    with pytest.raises(ValueError, match="model.cycle_noise"):
+        CycleGANModule(generator=TINY_G, discriminator=TINY_D, cycle_noise=-1.0)
