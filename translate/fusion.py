@@ -16,7 +16,7 @@ from translate.export_format import FUSED_ACTION, read_export_metadata
 from translate.policy import PolicySpec
 from translate.runtime import Translator
 
-__all__ = ["fuse_translator_and_policy", "main"]
+__all__ = ["fuse_translator_and_policy", "main", "preprocess_model"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,33 @@ def _policy_pre_nodes(spec: PolicySpec, opset: int, src: str, dst: str,
             op("Transpose", [cur], tag, perm=[0, 3, 1, 2])
     nodes.append(helper.make_node("Identity", [cur], [dst], name="pp/out"))
     return nodes, inits
+
+
+def preprocess_model(spec: PolicySpec, size: tuple[int, int], *, opset: int = 17,
+                     ir_version: int = 8) -> Any:
+    """The policy's preprocessing alone as an ONNX model: the graph-op interpreter of
+    :meth:`PolicySpec.preprocess_ops` (what the fused graph holds between translator and policy).
+
+    Args:
+        spec: the policy's input contract.
+        size: the pixels' (H, W); the graph does not resize.
+        opset: ONNX opset.
+        ir_version: ONNX IR version.
+
+    Returns:
+        An ``onnx.ModelProto``: input ``pixels`` float (N, H, W, 3) RGB 0–255, output ``obs``.
+
+    Shape:
+        - pixels: :math:`(N, H, W, 3)`; obs: :math:`(N, H, W, 3)` (NHWC) or :math:`(N, 3, H, W)`.
+    """
+    from onnx import TensorProto, helper
+
+    nodes, inits = _policy_pre_nodes(spec, opset, "pixels", "obs", size)
+    out_type = TensorProto.UINT8 if spec.dtype == "uint8" else TensorProto.FLOAT
+    return _glue_model(nodes, inits,
+                       helper.make_tensor_value_info("pixels", TensorProto.FLOAT,
+                                                     ["N", size[0], size[1], 3]),
+                       helper.make_tensor_value_info("obs", out_type, None), opset, ir_version)
 
 
 def _translator_front(tm: Any, tmeta: Mapping[str, Any], opset: int, ir: int

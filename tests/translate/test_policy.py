@@ -440,16 +440,10 @@ _SPECS = [
 def _onnx_preprocess(spec: PolicySpec, frames: np.ndarray) -> np.ndarray:
     """The fused graph's preprocessing ops alone, run by onnxruntime."""
     import onnxruntime as ort
-    from onnx import TensorProto, helper
 
-    from translate.fusion import _glue_model, _policy_pre_nodes
+    from translate.fusion import preprocess_model
 
-    n, h, w, _ = frames.shape
-    nodes, inits = _policy_pre_nodes(spec, 17, "pixels", "obs", (h, w))
-    out_type = TensorProto.UINT8 if spec.dtype == "uint8" else TensorProto.FLOAT
-    model = _glue_model(nodes, inits,
-                        helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [n, h, w, 3]),
-                        helper.make_tensor_value_info("obs", out_type, None), 17, 8)
+    model = preprocess_model(spec, (frames.shape[1], frames.shape[2]))
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return sess.run(None, {"pixels": frames.astype(np.float32)})[0]
 
