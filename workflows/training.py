@@ -81,14 +81,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     assert step_cfg is None or isinstance(step_cfg, dict)
     model.set_executor(build_executor(step_cfg))  # type: ignore[arg-type]
 
-    callbacks = _instantiate_all(cfg.get("callbacks"))
-    if not cfg.trainer.get("enable_progress_bar", True):
-        from lightning.pytorch.callbacks import ProgressBar
-
-        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    callbacks += _best_checkpoint_callbacks(cfg, model)
-    callbacks.append(LossesToLog(every=int(cfg.get("log_losses_every_n_steps") or 0)))
-    callbacks.append(SaveLastOnTrainEnd(run_dir / "checkpoints"))
+    callbacks = _callbacks(cfg, model, run_dir)
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False,
@@ -96,19 +89,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     log.info("run folder: %s", run_dir.resolve())
     started = time.perf_counter()
-    try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
-    except NonFiniteLossError as exc:
-        last = run_dir / "checkpoints" / "last.ckpt"
-        keep = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
-        raise NonFiniteLossError(f"{exc} — {keep}") from exc
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        last = run_dir / "checkpoints" / "last.ckpt"
-        keep = (f"{last} is intact (checkpoints are written atomically): free some space, then "
-                f"resume with ckpt_path=last run_dir={run_dir}") if last.exists() else "no checkpoint was written yet"
-        raise DiskFullError(exc.errno, f"disk full while training ({exc.strerror}); {keep}") from exc
+    _fit(trainer, model, datamodule, ckpt, run_dir)
     if trainer.interrupted:
         log.warning("training interrupted; resume with ckpt_path=last run_dir=%s", run_dir)
     fit_s = time.perf_counter() - started
@@ -131,38 +112,85 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if best:
         result["best_checkpoint"] = best
     if cfg.export.enabled and not trainer.interrupted:
-        from translate.export import export_from_module
-
         source = best if (cfg.export.checkpoint == "best" and best) else None
-        if source:
-            model = type(model).load_from_checkpoint(source, map_location="cpu", weights_only=True)
-        result["export"] = export_from_module(
-            model,
-            run_dir / "export",
-            image_size=cfg.export.image_size or _frame_size(datamodule),
-            camera=datamodule.correction,
-            model_name=str(cfg.model.name),
-            config_hash=config_hash(cfg),
-            robot=bool(cfg.export.robot),
-            opset=int(cfg.export.opset),
-            checkpoint=source or result["checkpoint"],
-        )
-        print(f"\nexported translator → {result['export']['onnx']}")
-        if result["export"].get("robot_onnx"):
-            print(f"robot-ready (uint8 HWC) → {result['export']['robot_onnx']}")
-        print(f"checkpoint → {source or result['checkpoint']}")
-        if cfg.evaluate.enabled and cfg.policy.path and not Path(str(cfg.policy.path)).is_file():
-            log.warning("evaluation skipped: no frozen policy at %s", cfg.policy.path)
-        elif cfg.evaluate.enabled and cfg.policy.path:
-            from workflows.evaluation import evaluate_after_training
-
-            result["metrics"] = evaluate_after_training(cfg, result["export"]["onnx"])
-            if result["metrics"]:
-                from translate.report import headline
-
-                for line in headline(result["metrics"]):
-                    log.info("test: %s", line)
+        result["export"] = _export(cfg, model, datamodule, source or result["checkpoint"],
+                                   reload=source is not None)
+        result["metrics"] = _evaluate_export(cfg, result["export"]["onnx"])
     return result
+
+
+def _callbacks(cfg: DictConfig, model: Any, run_dir: Path) -> list[Any]:
+    """The configured callbacks (no progress bar when it is off), the best-checkpoint keeper,
+    the loss log and the end-of-training ``last.ckpt``."""
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    if not cfg.trainer.get("enable_progress_bar", True):
+        from lightning.pytorch.callbacks import ProgressBar
+
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    callbacks += _best_checkpoint_callbacks(cfg, model)
+    callbacks.append(LossesToLog(every=int(cfg.get("log_losses_every_n_steps") or 0)))
+    callbacks.append(SaveLastOnTrainEnd(run_dir / "checkpoints"))
+    return callbacks
+
+
+def _fit(trainer: L.Trainer, model: Any, datamodule: Any, ckpt: str | None, run_dir: Path) -> None:
+    """``trainer.fit``; a non-finite loss or a full disk is re-raised naming the intact checkpoint."""
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
+    except NonFiniteLossError as exc:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        keep = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
+        raise NonFiniteLossError(f"{exc} — {keep}") from exc
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        last = run_dir / "checkpoints" / "last.ckpt"
+        keep = (f"{last} is intact (checkpoints are written atomically): free some space, then "
+                f"resume with ckpt_path=last run_dir={run_dir}") if last.exists() else "no checkpoint was written yet"
+        raise DiskFullError(exc.errno, f"disk full while training ({exc.strerror}); {keep}") from exc
+
+
+def _export(cfg: DictConfig, model: Any, datamodule: Any, checkpoint: str, *,
+            reload: bool) -> dict[str, Any]:
+    """Export the trained translator (``reload``: the chosen ``checkpoint``'s weights) as
+    ``cfg.export`` says; returns :func:`translate.export.export_generator`'s record."""
+    from translate.export import export_from_module
+
+    if reload:
+        model = type(model).load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    info = export_from_module(
+        model,
+        Path(cfg.run_dir) / "export",
+        image_size=cfg.export.image_size or _frame_size(datamodule),
+        camera=datamodule.correction,
+        model_name=str(cfg.model.name),
+        config_hash=config_hash(cfg),
+        robot=bool(cfg.export.robot),
+        opset=int(cfg.export.opset),
+        checkpoint=checkpoint,
+    )
+    print(f"\nexported translator → {info['onnx']}")
+    if info.get("robot_onnx"):
+        print(f"robot-ready (uint8 HWC) → {info['robot_onnx']}")
+    print(f"checkpoint → {checkpoint}")
+    return info
+
+
+def _evaluate_export(cfg: DictConfig, onnx_path: str) -> dict[str, Any] | None:
+    """Score the export with the frozen policy (``cfg.evaluate``), logging the headline; None
+    when the evaluation is off or has no policy."""
+    if not cfg.evaluate.enabled or not cfg.policy.path:
+        return None
+    if not Path(str(cfg.policy.path)).is_file():
+        log.warning("evaluation skipped: no frozen policy at %s", cfg.policy.path)
+        return None
+    from translate.report import headline
+    from workflows.evaluation import evaluate_after_training
+
+    metrics = evaluate_after_training(cfg, onnx_path)
+    for line in headline(metrics) if metrics else []:
+        log.info("test: %s", line)
+    return metrics
 
 
 class LossesToLog(L.Callback):
