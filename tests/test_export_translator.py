@@ -9,13 +9,14 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import export_translator
-from export_translator import checkpoint_kind, main
+from export_translator import main
+from models.checkpointing import checkpoint_kind
 from models.cut.module import CUTModule
 from models.cyclegan.module import CycleGANModule
 from models.networks import ResnetGenerator
 from translate.camera import CameraModel, CameraRig
 from translate.export_format import ROBOT_FILE, read_export_metadata
+from workflows import export as export_lib
 
 TINY_G = {"ngf": 8, "n_blocks": 2}
 
@@ -173,5 +174,5 @@ def test_official_needs_model_and_options_match(
 
 
 def test_default_size_from_datamodule_hparams() -> None:
-    assert export_translator._default_size({"datamodule_hyper_parameters": {"crop_size": 64}}) == 64
-    assert export_translator._default_size({}) == 256
+    assert export_lib._default_size({"datamodule_hyper_parameters": {"crop_size": 64}}) == 64
+    assert export_lib._default_size({}) == 256
