@@ -91,6 +91,7 @@ class ActionsAccumulator:
         self._reference: list[np.ndarray] = []
 
     def update(self, chunk: Chunk) -> None:
+        """Take in one chunk (:class:`Accumulator`)."""
         for name, a in chunk.actions.items():
             self._actions.setdefault(name, []).append(a)
         if chunk.reference is not None and not chunk.reference_set:
@@ -189,6 +190,7 @@ class DistributionsAccumulator:
         self._features: dict[str, list[np.ndarray]] = {}
 
     def update(self, chunk: Chunk) -> None:
+        """Take in one chunk (:class:`Accumulator`)."""
         for name, a in chunk.actions.items():
             self._actions.setdefault(name, []).append(a)
         for name, f in chunk.features.items():
@@ -262,6 +264,7 @@ class PairedImagesAccumulator:
         return out
 
     def update(self, chunk: Chunk) -> None:
+        """Take in one chunk (:class:`Accumulator`)."""
         if chunk.sim is None or chunk.reference_set:
             return
         sim = chunk.sim
@@ -311,6 +314,7 @@ class InputContractAccumulator:
         self._count: dict[str, int] = {}
 
     def update(self, chunk: Chunk) -> None:
+        """Take in one chunk (:class:`Accumulator`)."""
         for name, x in chunk.policy_frames.items():
             have = self._count.get(name, 0)
             if have < self.n_frames:
@@ -350,6 +354,7 @@ class StripsAccumulator:
         self._reference: list[np.ndarray] = []
 
     def update(self, chunk: Chunk) -> None:
+        """Take in one chunk (:class:`Accumulator`)."""
         if chunk.reference_set:
             return
         for j, g in enumerate(chunk.index):
@@ -390,6 +395,7 @@ class WorstFramesAccumulator:
             st.name: [] for st in stages if st.kind == "translated"}
 
     def update(self, chunk: Chunk) -> None:
+        """Take in one chunk (:class:`Accumulator`)."""
         ref = chunk.reference
         if ref is None or chunk.reference_set:
             return
