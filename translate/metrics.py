@@ -683,8 +683,8 @@ def gap_closed(
         ``(value, reason)``: the fraction, or ``(None, why it is undefined)``.
 
     Example:
-        >>> gap_closed(0.4, 0.2, 0.1)
-        (0.6666666666666667, '')
+        >>> gap_closed(0.5, 0.25, 0.0)
+        (0.5, '')
     """
     vals = (err_raw, err_stage, err_sim)
     if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals):

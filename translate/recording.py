@@ -96,7 +96,7 @@ class RecordingSession:
 
     Example:
         >>> s = RecordingSession("runs/kitchen_01")  # doctest: +SKIP
-        >>> len(s), s.info["channel_order"], s.load_frame(0).shape
+        >>> len(s), s.info["channel_order"], s.load_frame(0).shape  # doctest: +SKIP
         (1800, 'RGB', (224, 224, 3))
     """
 
