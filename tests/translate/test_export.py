@@ -305,27 +305,6 @@ def test_camera_size_mismatch(gen: ResnetGenerator, fisheye: CameraCorrection, t
         export_generator(gen, tmp_path, image_size=64, camera=fisheye)
 
 
-def test_read_metadata_errors(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.onnx"):
-        read_export_metadata(tmp_path / "nope.onnx")
-    junk = tmp_path / "junk.onnx"
-    junk.write_bytes(b"\x00not an onnx file\xff" * 3)
-    with pytest.raises(ValueError, match="junk.onnx"):
-        read_export_metadata(junk)
-    foreign = tmp_path / "foreign.onnx"
-    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
-    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
-    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
-    onnx.save(onnx.helper.make_model(graph), str(foreign))
-    with pytest.raises(ValueError, match="sim2real.format_version"):
-        read_export_metadata(foreign)
-    model = onnx.load(str(foreign))
-    model.metadata_props.add(key="sim2real.format_version", value="99")
-    onnx.save(model, str(foreign))
-    with pytest.raises(ValueError, match="version 99 is not supported"):
-        read_export_metadata(foreign)
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_export_from_a_cuda_module(tmp_path: Path) -> None:
