@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -416,6 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = sub.add_parser("info", help="metadata and the execution providers onnxruntime picks")
     info.add_argument("model")
     info.add_argument("--providers", default=None, help="comma-separated provider names")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fuse"]:  # the fusion is an offline tool now (it needs onnx)
+        p.error("fusing is `python -m translate.fusion TRANSLATOR POLICY OUT [--spec S]`")
     args = p.parse_args(argv)
     providers = args.providers.split(",") if args.providers else None
     sess = _make_session(Path(args.model), providers, threads=None, session_options=None,

@@ -121,3 +121,12 @@ def test_fuse_errors(exported: dict[str, Any], tmp_path: Path) -> None:
     assert not (tmp_path / "f.onnx").exists()
     with pytest.raises(ValueError, match="sim2real.format_version"):
         read_export_metadata(good)
+
+
+def test_the_runtime_names_the_fusion_command(capsys: pytest.CaptureFixture) -> None:
+    from translate.runtime import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["fuse", "t.onnx", "p.onnx", "out.onnx"])
+    assert exc.value.code == 2
+    assert "python -m translate.fusion TRANSLATOR POLICY OUT" in capsys.readouterr().err
