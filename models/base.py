@@ -710,6 +710,11 @@ class TranslatorModule(L.LightningModule):
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         checkpoint["translator_state"] = {"extra": self.extra_state(), "rng": rng}
+        trainer = getattr(self, "_trainer", None)
+        if trainer is not None:
+            # the lens correction the run trained with (None: none), so an export keeps it
+            correction = getattr(getattr(trainer, "datamodule", None), "correction", None)
+            checkpoint["camera_correction"] = correction.to_dict() if correction is not None else None
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("translator_state")
