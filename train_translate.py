@@ -245,8 +245,8 @@ def _check_policy_spec(path: Path, spec: Any, val_dir: Any) -> None:
 
 def _best_checkpoint_callbacks(cfg: DictConfig, model: Any) -> list[Any]:
     monitor = cfg.get("select_by")
-    if not monitor or not getattr(model, "has_validation", False):
-        return []
+    if not monitor or not getattr(model, "has_validation", False) or not cfg.data.get("val_dir"):
+        return []  # no validation metric to select by (no policy, or no paired val/)
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     mode = "min" if monitor.endswith(("mae", "rmse", "_err")) else "max"

@@ -394,3 +394,49 @@ def test_the_run_log_gets_losses_and_validation_figures(compose_cfg: Any, tiny_s
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "step 2: " in text and "loss_G=" in text
     assert "validation: " in text and "gap_closed=" in text
+
+
+@pytest.fixture(scope="module")
+def own_folder(tiny_synth: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A user's own folder (real/ sim/ val/ test/ camera.yaml, no policy/) and their policy file."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("own") / "my_data"
+    shutil.copytree(tiny_synth, root, ignore=shutil.ignore_patterns("policy"))
+    return root, tiny_synth / "policy" / "policy.onnx"
+
+
+def _own_folder_overrides(root: Path, runs: Path, recipe: str, policy: Path | None, val: bool) -> list[str]:
+    ov = [f"experiment={recipe}", "data=folders", f"data.root={root}", f"paths.runs_dir={runs}",
+          "trainer.max_steps=2", "data.steps_per_epoch=2", "data.crop_size=48", "data.num_workers=0",
+          "model.generator.ngf=8", "model.generator.n_blocks=2", "model.discriminator.ndf=8",
+          "model.n_epochs=1", "model.n_epochs_decay=1", "trainer.enable_progress_bar=false",
+          "evaluate.max_frames=8", "model.log_images_every_n_steps=1"]
+    if recipe == "gpu" and not torch.cuda.is_available():
+        ov += ["trainer=cpu", "step=eager", "data.num_workers=0", "trainer.max_time=null"]
+    if policy is not None:
+        ov += ["policy=custom", f"policy.path={policy}", "policy.spec=rl_games"]
+    if val:
+        ov.append(f"data.val_dir={root}/val")
+    return ov
+
+
+@pytest.mark.parametrize("recipe", ["cpu_demo", "gpu"])
+@pytest.mark.parametrize("with_policy,with_val", [(False, False), (False, True), (True, False), (True, True)])
+def test_own_folders_every_recipe_with_and_without_policy_and_val(
+    compose_cfg: Any, own_folder: tuple[Path, Path], tmp_path: Path, recipe: str, with_policy: bool, with_val: bool,
+) -> None:
+    """Own folders are a first-class recipe: each recipe (the GPU one on the CPU trainer when there
+    is no GPU), with and without a policy, with and without a paired val/, trains and exports;
+    with a policy it validates (val/) and evaluates on test/."""
+    from train_translate import train
+
+    root, policy = own_folder
+    out = train(compose_cfg("train", _own_folder_overrides(root, tmp_path, recipe, policy if with_policy else None,
+                                                           with_val)))
+    assert out["global_step"] == 2 and Path(out["export"]["onnx"]).is_file()
+    assert (out["metrics"] is not None) == with_policy  # evaluation needs the policy
+    assert ("best_checkpoint" in out) == (with_policy and with_val)
+    ck = load_checkpoint(out["checkpoint"])
+    assert ck["camera_correction"] is not None  # root/camera.yaml was used and is kept for export
+    assert not any(ck["hyper_parameters"]["policy_losses"].values()) or with_policy
