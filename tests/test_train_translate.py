@@ -440,3 +440,59 @@ def test_own_folders_every_recipe_with_and_without_policy_and_val(
     ck = load_checkpoint(out["checkpoint"])
     assert ck["camera_correction"] is not None  # root/camera.yaml was used and is kept for export
     assert not any(ck["hyper_parameters"]["policy_losses"].values()) or with_policy
+
+
+def _tb_tags(run: Path, kind: str) -> dict[str, list[int]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: dict[str, list[int]] = {}
+    for f in sorted((run / "tb").glob("events.out.tfevents.*")):
+        ea = EventAccumulator(str(f), size_guidance={"images": 0, "scalars": 0})
+        ea.Reload()
+        for t in ea.Tags()[kind]:
+            events = ea.Images(t) if kind == "images" else ea.Scalars(t)
+            tags.setdefault(t, []).extend(e.step for e in events)
+    return tags
+
+
+@pytest.mark.parametrize("model", ["cyclegan", "cut"])
+def test_validation_strips_in_tensorboard_both_directions(compose_cfg: Any, tiny_synth: Path, tmp_path: Path,
+                                                          model: str) -> None:
+    """At each validation: full-frame real | translated | sim strips; CycleGAN also sim → real."""
+    from train_translate import train
+
+    ov = tiny_train_overrides(model, tiny_synth, tmp_path, steps=4) + [
+        "export.enabled=false", "data.steps_per_epoch=2", f"data.val_dir={tiny_synth}/val",
+        "model.log_images_every_n_steps=0", "data.camera_yaml=null"]
+    run = Path(train(compose_cfg("train", ov))["run_dir"])
+    images = _tb_tags(run, "images")
+    assert images["val/real|translated|sim"] == [2, 4]  # each validation, not the sanity check
+    assert ("val/sim|translated_back|real" in images) == (model == "cyclegan")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    f = next((run / "tb").glob("events.out.tfevents.*"))
+    ea = EventAccumulator(str(f), size_guidance={"images": 0})
+    ea.Reload()
+    img = ea.Images("val/real|translated|sim")[0]
+    assert (img.width, img.height) == (3 * 48, 4 * 48)  # full 48 px frames, 3 columns, 4 rows
+
+
+def test_a_fresh_run_does_not_append_to_an_old_runs_event_files(compose_cfg: Any, tiny_unpaired: Path,
+                                                                  tmp_path: Path) -> None:
+    from train_translate import train
+
+    ov = tiny_train_overrides("cut", tiny_unpaired, tmp_path, steps=2) + ["export.enabled=false",
+                                                                          "trainer.log_every_n_steps=1"]
+    run = Path(train(compose_cfg("train", ov))["run_dir"])
+    first = set((run / "tb").glob("events.out.tfevents.*"))
+    assert first
+    train(compose_cfg("train", ov))  # fresh over it: the old events go
+    second = set((run / "tb").glob("events.out.tfevents.*"))
+    assert second and not (first & second)
+    assert min(_tb_tags(run, "scalars")["train/loss_G"]) == 0  # one run's steps, once each
+    assert sorted(_tb_tags(run, "scalars")["train/loss_G"]) == [0, 1]
+    resumed = [o for o in ov if not o.startswith("trainer.max_steps")] + ["trainer.max_steps=4", "ckpt_path=last"]
+    train(compose_cfg("train", resumed))  # a resume continues its own
+    third = set((run / "tb").glob("events.out.tfevents.*"))
+    assert second < third
+    assert sorted(_tb_tags(run, "scalars")["train/loss_G"]) == [0, 1, 2, 3]
