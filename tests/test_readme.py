@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -138,7 +139,8 @@ def _run(cmd: Command, cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def workspace(tiny_synth: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A user's working folder: data/ (the tiny jetbot_synth world), my_data/ (own folders: real/
-    sim/ val/ test/ camera.yaml, no policy), my_policy.onnx, latest_net_G_A.pth, a session."""
+    sim/ val/ test/ camera.yaml, no policy), my_policy.onnx, latest_net_G_A.pth, a session,
+    calib/ (checkerboard photos), ost.yaml and calibration.yml (calibrations to import)."""
     from models.networks import ResnetGenerator
 
     w = tmp_path_factory.mktemp("readme")
@@ -155,6 +157,23 @@ def workspace(tiny_synth: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         cfg = compose(config_name="record", overrides=[
             "live=false", "source=synth", "frames=8", "width=48", "height=48", "fps=null", f"out={w / 'session'}"])
     assert record_real.record(cfg)["exit_code"] == 0
+    # photos of a 9x6 board by a fisheye camera of known optics; the calibration files README imports
+    from translate.calibrate import _rodrigues, render_board
+    from translate.camera import CameraModel
+    from translate.imageio import write_image
+
+    cam = CameraModel(480, 360, 150.0, 150.0, 240.5, 179.5, "fisheye", (0.02, -0.01, 0.003, -0.001))
+    rng = np.random.default_rng(0)
+    centre = np.array([8 * 0.025 / 2, 5 * 0.025 / 2, 0.0])
+    for i in range(8):
+        rvec = rng.uniform(-0.6, 0.6, 3)
+        z = rng.uniform(0.2, 0.35)
+        off = rng.uniform(-0.6, 0.6, 2) * z
+        tvec = np.array([off[0], off[1], z]) - _rodrigues(rvec) @ centre
+        write_image(w / "calib" / f"{i:02d}.png", np.repeat(render_board(cam, rvec, tvec, (9, 6), 0.025)[..., None], 3, -1))
+    fixtures = REPO / "tests" / "fixtures" / "calibration"
+    shutil.copy(fixtures / "ros_camera_info.yaml", w / "ost.yaml")
+    shutil.copy(fixtures / "opencv_calibration.yaml", w / "calibration.yml")
     return w
 
 
@@ -192,3 +211,4 @@ def test_every_readme_command_runs(workspace: Path) -> None:
     assert ran >= 9
     assert (workspace / "data" / "my_synth" / "camera.yaml").is_file()
     assert (workspace / "exports" / "official" / "translator.onnx").is_file()
+    assert (workspace / "camera.yaml").is_file()

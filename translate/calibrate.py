@@ -32,6 +32,7 @@ __all__ = [
     "import_ros",
     "main",
     "parse_pattern",
+    "render_board",
     "reprojection_errors",
     "write_camera_yaml",
 ]
@@ -124,6 +125,59 @@ def board_object_points(pattern: tuple[int, int], square: float) -> np.ndarray:
     cols, rows = pattern
     grid = np.mgrid[0:cols, 0:rows].T.reshape(-1, 2).astype(np.float64)
     return np.concatenate([grid * float(square), np.zeros((grid.shape[0], 1))], axis=1)
+
+
+def render_board(
+    camera: CameraModel,
+    rvec: np.ndarray,
+    tvec: np.ndarray,
+    pattern: tuple[int, int],
+    square: float,
+    *,
+    supersample: int = 2,
+) -> np.ndarray:
+    """A photo of a checkerboard taken by ``camera``: each pixel's ray meets the board plane.
+
+    Made for checking the calibration end to end (tests, and trying the tool without a board):
+    the board's pose and the camera's optics are known exactly. The board has ``cols+1 x rows+1``
+    squares with a white margin of one square, on grey.
+
+    Args:
+        camera: the camera (any lens model :class:`CameraModel` holds).
+        rvec: the board's rotation in the camera (Rodrigues vector, as OpenCV's).
+        tvec: the board origin (its first inner corner) in the camera frame.
+        pattern: ``(cols, rows)`` inner corners.
+        square: side of one square, in the units of ``tvec``.
+        supersample: rays per pixel side (anti-aliasing).
+
+    Returns:
+        The greyscale image, uint8.
+
+    Shape:
+        - output: :math:`(H, W)`
+    """
+    cols, rows = pattern
+    ss = int(supersample)
+    o = (np.arange(ss) + 0.5) / ss - 0.5
+    u = (np.arange(camera.width)[:, None] + o[None]).reshape(-1)
+    v = (np.arange(camera.height)[:, None] + o[None]).reshape(-1)
+    xy = camera.unproject_pixels(np.stack(np.meshgrid(u, v), -1))
+    rot = _rodrigues(np.asarray(rvec, dtype=np.float64).reshape(3))
+    rays_b = np.concatenate([xy, np.ones_like(xy[..., :1])], -1) @ rot  # rays in the board frame
+    t_b = rot.T @ np.asarray(tvec, dtype=np.float64).reshape(3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = t_b[2] / rays_b[..., 2]
+        p = s[..., None] * rays_b - t_b
+    ok = np.isfinite(p).all(-1) & (s > 0)
+    x = np.where(ok, p[..., 0] / square, -100.0)
+    y = np.where(ok, p[..., 1] / square, -100.0)
+    board = (x >= -1) & (x < cols) & (y >= -1) & (y < rows)
+    margin = (x >= -2) & (x < cols + 1) & (y >= -2) & (y < rows + 1)
+    img = np.full(x.shape, 90.0)
+    img[margin] = 230.0
+    img[board & ((np.floor(x) + np.floor(y)) % 2 == 0)] = 20.0
+    img = img.reshape(camera.height, ss, camera.width, ss).mean(axis=(1, 3))
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
 def find_board_corners(gray: np.ndarray, pattern: tuple[int, int]) -> np.ndarray | None:

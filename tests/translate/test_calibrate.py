@@ -17,6 +17,7 @@ from translate.calibrate import (
     import_ros,
     main,
     parse_pattern,
+    render_board,
 )
 from translate.camera import CameraModel, load_camera_yaml
 
@@ -41,37 +42,13 @@ def _poses(n: int, seed: int, z: tuple[float, float], spread: float) -> list[tup
     return out
 
 
-def render_board(cam: CameraModel, rvec: np.ndarray, tvec: np.ndarray, ss: int = 2) -> np.ndarray:
-    """A greyscale photo of the board by ``cam`` (each pixel's ray meets the board plane; ss² samples)."""
-    cols, rows = PATTERN
-    o = (np.arange(ss) + 0.5) / ss - 0.5
-    u = (np.arange(cam.width)[:, None] + o[None]).reshape(-1)
-    v = (np.arange(cam.height)[:, None] + o[None]).reshape(-1)
-    xy = cam.unproject_pixels(np.stack(np.meshgrid(u, v), -1))
-    rays_b = np.concatenate([xy, np.ones_like(xy[..., :1])], -1) @ _rodrigues(rvec)  # R^T d
-    t_b = _rodrigues(rvec).T @ tvec
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s = t_b[2] / rays_b[..., 2]
-        p = s[..., None] * rays_b - t_b
-    ok = np.isfinite(p).all(-1) & (s > 0)
-    x = np.where(ok, p[..., 0] / SQUARE, -100.0)
-    y = np.where(ok, p[..., 1] / SQUARE, -100.0)
-    board = (x >= -1) & (x < cols) & (y >= -1) & (y < rows)
-    margin = (x >= -2) & (x < cols + 1) & (y >= -2) & (y < rows + 1)
-    img = np.full(x.shape, 90.0)
-    img[margin] = 230.0
-    img[board & ((np.floor(x) + np.floor(y)) % 2 == 0)] = 20.0
-    img = img.reshape(cam.height, ss, cam.width, ss).mean(axis=(1, 3))
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
-
-
 def _board_folder(tmp: Path, cam: CameraModel, n: int, seed: int) -> Path:
     from translate.imageio import write_image
 
     folder = tmp / "boards"
     folder.mkdir()
     for i, (r, t) in enumerate(_poses(n, seed, (0.15, 0.3), 0.6)):
-        write_image(folder / f"{i:02d}.png", np.repeat(render_board(cam, r, t)[..., None], 3, -1))
+        write_image(folder / f"{i:02d}.png", np.repeat(render_board(cam, r, t, PATTERN, SQUARE)[..., None], 3, -1))
     return folder
 
 
