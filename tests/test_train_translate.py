@@ -495,4 +495,7 @@ def test_a_fresh_run_does_not_append_to_an_old_runs_event_files(compose_cfg: Any
     train(compose_cfg("train", resumed))  # a resume continues its own
     third = set((run / "tb").glob("events.out.tfevents.*"))
     assert second < third
-    assert sorted(_tb_tags(run, "scalars")["train/loss_G"]) == [0, 1, 2, 3]
+    scalars = _tb_tags(run, "scalars")
+    assert sorted(scalars["train/loss_G"]) == [0, 1, 2, 3]
+    # one learning rate per optimiser, named for it (CUT: G, D and the patch MLP F), nothing else
+    assert sorted(t for t in scalars if "lr" in t.lower().split("/")[-1][:3]) == ["train/lr_D", "train/lr_F", "train/lr_G"]
