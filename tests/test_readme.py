@@ -30,7 +30,7 @@ NOT_RUN = {
 
 #: appended to every command of a program: seconds-long runs on the tiny data of the workspace
 _TRAIN_TINY = [
-    "experiment=cpu_demo", "trainer.max_steps=2", "data.steps_per_epoch=2", "data.crop_size=48",
+    "experiment=cpu_demo", "trainer.max_steps=2", "data.steps_per_epoch=2", "data.crop_size=32",
     "data.num_workers=0", "data.val_size=4", "model.generator.ngf=8", "model.generator.n_blocks=2",
     "model.discriminator.ndf=8", "model.n_epochs=1", "model.n_epochs_decay=1",
     "model.log_images_every_n_steps=1", "callbacks.last_checkpoint.every_n_train_steps=2",

@@ -408,7 +408,7 @@ def own_folder(tiny_synth: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
 
 def _own_folder_overrides(root: Path, runs: Path, recipe: str, policy: Path | None, val: bool) -> list[str]:
     ov = [f"experiment={recipe}", "data=folders", f"data.root={root}", f"paths.runs_dir={runs}",
-          "trainer.max_steps=2", "data.steps_per_epoch=2", "data.crop_size=48", "data.num_workers=0",
+          "trainer.max_steps=2", "data.steps_per_epoch=2", "data.crop_size=32", "data.num_workers=0",
           "model.generator.ngf=8", "model.generator.n_blocks=2", "model.discriminator.ndf=8",
           "model.n_epochs=1", "model.n_epochs_decay=1", "trainer.enable_progress_bar=false",
           "evaluate.max_frames=8", "model.log_images_every_n_steps=1"]
