@@ -663,6 +663,8 @@ def write_camera_yaml(
 def _sim_camera(args: argparse.Namespace, real: CameraModel) -> CameraModel | None:
     if args.sim and args.sim_hfov is not None:
         raise CalibrationError("give --sim or --sim-hfov, not both")
+    if args.sim_size and args.sim_hfov is None:
+        raise CalibrationError("--sim-size goes with --sim-hfov (the size of that pinhole sim camera)")
     if args.sim:
         return load_camera_yaml(args.sim).sim
     if args.sim_hfov is not None:

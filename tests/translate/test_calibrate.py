@@ -154,6 +154,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFi
         (["import-ros", str(FIXTURES / "ros_camera_info.yaml"), "-o", str(tmp_path / "new.yaml")], "no sim camera"),
         (["import-opencv", str(tmp_path / "missing.xml")], "not found"),
         (["import-ros", str(FIXTURES / "opencv_calibration.yaml"), "--sim-hfov", "75"], "use import-opencv"),
+        (["import-ros", str(FIXTURES / "ros_camera_info.yaml"), "--sim-size", "64", "64"], "goes with --sim-hfov"),
     ]:
         assert main(argv + ["-o", str(tmp_path / "x.yaml")] if "-o" not in argv else argv) == 1
         err = capsys.readouterr().err.strip()
