@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, nargs="+", metavar="N",
                    help="export size: S (square) or H W; multiples of 4 (default: the camera's "
                    "sim size, else the training crop, else 256)")
-    p.add_argument("--camera", help="camera.yaml: the lens correction, embedded in the robot graph")
+    p.add_argument("--camera", help="camera.yaml: the lens correction, embedded in the robot graph "
+                   "(default for --ckpt: the one the run trained with)")
     p.add_argument("--no-robot", action="store_true", help="skip the robot-ready uint8 graph")
     p.add_argument("--bgr", action="store_true", help="the robot graph takes BGR frames")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
@@ -58,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, ExportParityError) as exc:
         print(f"export_translator.py: error: {exc}", file=sys.stderr)
         return 1
+    for note in info.get("notes", []):
+        print(f"export_translator.py: {note}", file=sys.stderr if note.startswith("warning") else sys.stdout)
     parity = info["parity"]
     print(f"translator (float NCHW [-1, 1]) → {info['onnx']}  "
           f"max |onnx - torch| = {parity['core_max_abs_diff']:.2g}")

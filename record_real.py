@@ -272,8 +272,10 @@ def _result(out: Path, status: str, message: str, written: int, writer: SessionW
     line = (f"{status}: {message}; {written} frame(s) written this run, {total} in {out} "
             f"({dropped} dropped, {skipped} skipped, {seconds:.1f} s)")
     if code:
-        log.error(line)
-        print(f"error: {line}", file=sys.stderr, flush=True)
+        # the program's name, not "error: " again ("error: error: ..." when the status is error);
+        # the console gets it once (session.json records the ending)
+        log.debug(line)
+        print(f"record_real.py: {line}", file=sys.stderr, flush=True)
     else:
         print(line, flush=True)
     return {"session": str(out), "status": status, "exit_code": code, "message": message,
@@ -287,12 +289,30 @@ def main(cfg: DictConfig) -> None:
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
     try:
         result = record(cfg)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (ValueError, OSError) as exc:  # OSError: also an unwritable frame or manifest
         print(f"record_real.py: error: {exc}", file=sys.stderr)
         sys.exit(1)
     if result["exit_code"]:
         sys.exit(result["exit_code"])
 
 
+def check_source_choice(argv: list[str], configs: Path | None = None) -> str | None:
+    """The one-line error for ``source=NAME`` naming no config in ``configs/source/`` (Hydra's own
+    is a dozen lines), or None when the choice is known or not given."""
+    folder = configs or Path(__file__).resolve().parent / "configs" / "source"
+    known = sorted(p.stem for p in folder.glob("*.yaml"))
+    for arg in argv:
+        if arg.startswith("source="):
+            name = arg.split("=", 1)[1]
+            if name not in known:
+                return (f"record_real.py: error: unknown frame source {name!r}; choose one of "
+                        f"{', '.join(known)} (a file or folder: source=video|folder source.path=PATH)")
+    return None
+
+
 if __name__ == "__main__":
+    bad = check_source_choice(sys.argv[1:])
+    if bad:
+        print(bad, file=sys.stderr)
+        sys.exit(1)
     main()

@@ -476,12 +476,34 @@ class TranslatorModule(L.LightningModule):
                  if k.startswith(("loss_policy", "loss_paired")) or k == "loss_distill"]
         return torch.stack(extra).sum() if extra else torch.zeros((), device=like.device)
 
+    def validation_directions(self) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor], str, str]]:
+        """The translations shown in TensorBoard at each validation: ``(tag, generator, input key,
+        partner key)``; real→sim here, models with a sim→real generator add it."""
+        return [("val/real|translated|sim", self, "real", "sim")]
+
+    def log_validation_strips(self, batch: Mapping[str, Any], translated: torch.Tensor | None = None) -> None:
+        """Full-frame strips of the first validation batch (input | translation | paired partner),
+        one per :meth:`validation_directions` entry, at the current step (not during the sanity check)."""
+        trainer = getattr(self, "_trainer", None)
+        if trainer is None or trainer.sanity_checking:
+            return
+        with torch.no_grad():
+            for tag, gen, src, partner in self.validation_directions():
+                if src not in batch or partner not in batch:
+                    continue
+                out = translated if (translated is not None and src == "real" and gen is self) else gen(batch[src])
+                self.add_strip(tag, [batch[src], out, batch[partner]], self.global_step)
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         pol = self.frozen_policy
         if pol is None:
+            if batch_idx == 0:
+                self.log_validation_strips(batch)
             return
         with torch.no_grad():
             translated = self(batch["real"])
+            if batch_idx == 0:
+                self.log_validation_strips(batch, translated)
             out = {
                 "ref": batch["action"].float(),
                 "translated": pol(translated).action,
@@ -699,14 +721,26 @@ class TranslatorModule(L.LightningModule):
         every = self.log_images_every_n_steps
         if not every or self.global_step % every:
             return
-        logger = self.logger
-        exp = getattr(logger, "experiment", None)
+        self.add_strip(tag, images, self.global_step)
+
+    def add_strip(self, tag: str, images: list[torch.Tensor], step: int) -> None:
+        """Write one strip to TensorBoard now (no-op without a TensorBoard logger).
+
+        Args:
+            tag: TensorBoard tag.
+            images: tensors (N, 3, H, W) in [-1, 1] of equal size; columns, first 4 samples as rows.
+            step: the x-axis step.
+        """
+        exp = getattr(self.logger, "experiment", None)
         if exp is None or not hasattr(exp, "add_image"):
             return
-        rows = [torch.cat([img[i].detach().float() for img in images], dim=2)
-                for i in range(min(4, images[0].shape[0]))]
+        size = tuple(images[0].shape[-2:])
+        cols = [img.detach().float() if tuple(img.shape[-2:]) == size
+                else F.interpolate(img.detach().float(), size=size, mode="bilinear", align_corners=False)
+                for img in images]
+        rows = [torch.cat([img[i] for img in cols], dim=2) for i in range(min(4, cols[0].shape[0]))]
         grid = torch.cat(rows, dim=1).add(1).div(2).clamp(0, 1).cpu()
-        exp.add_image(tag, grid, self.global_step)
+        exp.add_image(tag, grid, step)
 
     # -- checkpoint state ---------------------------------------------------------------------
     def rank_generators(self) -> list[torch.Generator]:
@@ -755,6 +789,11 @@ class TranslatorModule(L.LightningModule):
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         checkpoint["translator_state"] = {"extra": self.extra_state(), "rng": rng}
+        trainer = getattr(self, "_trainer", None)
+        if trainer is not None:
+            # the lens correction the run trained with (None: none), so an export keeps it
+            correction = getattr(getattr(trainer, "datamodule", None), "correction", None)
+            checkpoint["camera_correction"] = correction.to_dict() if correction is not None else None
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("translator_state")

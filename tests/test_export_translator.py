@@ -176,3 +176,73 @@ def test_official_needs_model_and_options_match(
 def test_default_size_from_datamodule_hparams() -> None:
     assert export_lib._default_size({"datamodule_hyper_parameters": {"crop_size": 64}}) == 64
     assert export_lib._default_size({}) == 256
+
+
+def _cyclegan_ckpt(path: Path, **extra: object) -> tuple[CycleGANModule, Path]:
+    m = CycleGANModule(generator=TINY_G, discriminator={"ndf": 8}, name="cyclegan")
+    _randomize(m.netG_A)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams), **extra}, path)
+    return m, path
+
+
+_RIG = CameraRig(CameraModel.from_fov(48, 40, 150.0, model="fisheye"), CameraModel.from_fov(32, 32, 100.0))
+
+
+def test_export_keeps_the_correction_the_run_trained_with(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from translate.camera import CameraCorrection
+
+    _, ckpt = _cyclegan_ckpt(tmp_path / "a.ckpt", camera_correction=CameraCorrection(_RIG.real, _RIG.sim).to_dict())
+    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr()
+    assert "lens correction: the one the run trained with" in out.out and "warning" not in out.err
+    robot = read_export_metadata(tmp_path / "a" / ROBOT_FILE)
+    assert robot["camera_correction"] == {"real": _RIG.real.to_dict(), "sim": _RIG.sim.to_dict()}
+    assert robot["input_size"] == [40, 48]
+    # a --camera that differs from the trained one wins, with a one-line warning
+    other = CameraRig(CameraModel.from_fov(48, 40, 140.0, model="fisheye"), _RIG.sim).save(tmp_path / "other.yaml")
+    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "b"), "--camera", str(other)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "differs from the lens correction the run trained with" in err[0]
+
+
+def test_export_of_a_run_without_correction_or_an_old_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _, ckpt = _cyclegan_ckpt(tmp_path / "none.ckpt", camera_correction=None)
+    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "n"), "--size", "32"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert read_export_metadata(tmp_path / "n" / ROBOT_FILE)["camera_correction"] is None
+    _, old = _cyclegan_ckpt(tmp_path / "old.ckpt")  # written before checkpoints kept it
+    assert main(["--ckpt", str(old), "--out", str(tmp_path / "o"), "--size", "32"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("export_translator.py: warning:") and "--camera" in err[0]
+    assert "error: error" not in err[0]
+
+
+def test_export_of_an_old_checkpoint_reads_the_run_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = tmp_path / "my_data"
+    data.mkdir()
+    _RIG.save(data / "camera.yaml")
+    run = tmp_path / "runs" / "r"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(f"data:\n  root: {data}\n  camera_yaml: auto\n")
+    _, ckpt = _cyclegan_ckpt(run / "checkpoints" / "last.ckpt")
+    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "e")]) == 0
+    assert "from " + str(run / ".hydra" / "config.yaml") in capsys.readouterr().out
+    assert read_export_metadata(tmp_path / "e" / ROBOT_FILE)["camera_correction"]["real"] == _RIG.real.to_dict()
+
+
+def test_checkpoints_record_the_training_correction(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from translate.camera import CameraCorrection
+
+    m = CycleGANModule(generator=TINY_G, discriminator={"ndf": 8}, name="cyclegan")
+    ck: dict = {}
+    m.on_save_checkpoint(ck)
+    assert "camera_correction" not in ck  # no trainer: nothing to say
+    corr = CameraCorrection(_RIG.real, _RIG.sim)
+    for dm_corr, want in ((corr, corr.to_dict()), (None, None)):
+        object.__setattr__(m, "_trainer", SimpleNamespace(datamodule=SimpleNamespace(correction=dm_corr)))
+        ck = {}
+        m.on_save_checkpoint(ck)
+        assert ck["camera_correction"] == want

@@ -360,3 +360,39 @@ def test_an_error_mid_recording_is_the_sessions_ending(tmp_path: Path, folder: P
                                  "fps=null", f"out={out}"]))
     info = json.loads((out / "session.json").read_text())
     assert info["status"] == "error" and "encoder crashed" in info["end_message"] and info["frames"] == 2
+
+
+@pytest.mark.parametrize("program,args", [
+    ("record_real.py", ["source=synth", "frames=1", "width=32", "height=32", "out={bad}"]),
+    ("train_translate.py", ["run_dir={bad}"]),
+    ("eval_policy_on_translated.py", ["out_dir={bad}"]),
+])
+def test_an_unwritable_output_folder_is_one_line(tmp_path: Path, program: str, args: list[str]) -> None:
+    """Hydra makes the output folder before the program runs; its failure there was a traceback."""
+    (tmp_path / "file").write_text("in the way")
+    bad = tmp_path / "file" / "out"  # (a read-only folder fails the same way; root may write those)
+    proc = subprocess.run([sys.executable, str(REPO / program), *(a.format(bad=bad) for a in args)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(err) == 1, proc.stderr
+    assert err[0].startswith(f"{program}: error: cannot write the output folder {bad}: Not a directory")
+
+
+def test_unknown_source_and_existing_session_are_one_line(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(REPO / "record_real.py"), *args], capture_output=True,
+                              text=True, timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+    proc = run("source=webcam")
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        "record_real.py: error: unknown frame source 'webcam'; choose one of csi, folder, session, synth, usb, "
+        "video (a file or folder: source=video|folder source.path=PATH)"]
+    base = ["source=synth", "frames=2", "width=32", "height=32", "fps=null", "live=false", f"out={tmp_path / 's'}"]
+    assert run(*base).returncode == 0
+    proc = run(*base)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(err) == 1 and "already exists: resume=true appends to it" in err[0]
+    assert "error: error" not in proc.stderr
+    assert run(*base, "resume=true").returncode == 0
+

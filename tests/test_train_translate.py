@@ -394,3 +394,108 @@ def test_the_run_log_gets_losses_and_validation_figures(compose_cfg: Any, tiny_s
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "step 2: " in text and "loss_G=" in text
     assert "validation: " in text and "gap_closed=" in text
+
+
+@pytest.fixture(scope="module")
+def own_folder(tiny_synth: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A user's own folder (real/ sim/ val/ test/ camera.yaml, no policy/) and their policy file."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("own") / "my_data"
+    shutil.copytree(tiny_synth, root, ignore=shutil.ignore_patterns("policy"))
+    return root, tiny_synth / "policy" / "policy.onnx"
+
+
+def _own_folder_overrides(root: Path, runs: Path, recipe: str, policy: Path | None, val: bool) -> list[str]:
+    ov = [f"experiment={recipe}", "data=folders", f"data.root={root}", f"paths.runs_dir={runs}",
+          "trainer.max_steps=2", "data.steps_per_epoch=2", "data.crop_size=32", "data.num_workers=0",
+          "model.generator.ngf=8", "model.generator.n_blocks=2", "model.discriminator.ndf=8",
+          "model.n_epochs=1", "model.n_epochs_decay=1", "trainer.enable_progress_bar=false",
+          "evaluate.max_frames=8", "model.log_images_every_n_steps=1"]
+    if recipe == "gpu" and not torch.cuda.is_available():
+        ov += ["trainer=cpu", "step=eager", "data.num_workers=0", "trainer.max_time=null"]
+    if policy is not None:
+        ov += ["policy=custom", f"policy.path={policy}", "policy.spec=rl_games"]
+    if val:
+        ov.append(f"data.val_dir={root}/val")
+    return ov
+
+
+@pytest.mark.parametrize("recipe", ["cpu_demo", "gpu"])
+@pytest.mark.parametrize("with_policy,with_val", [(False, False), (False, True), (True, False), (True, True)])
+def test_own_folders_every_recipe_with_and_without_policy_and_val(
+    compose_cfg: Any, own_folder: tuple[Path, Path], tmp_path: Path, recipe: str, with_policy: bool, with_val: bool,
+) -> None:
+    """Own folders are a first-class recipe: each recipe (the GPU one on the CPU trainer when there
+    is no GPU), with and without a policy, with and without a paired val/, trains and exports;
+    with a policy it validates (val/) and evaluates on test/."""
+    from workflows.training import train
+
+    root, policy = own_folder
+    out = train(compose_cfg("train", _own_folder_overrides(root, tmp_path, recipe, policy if with_policy else None,
+                                                           with_val)))
+    assert out["global_step"] == 2 and Path(out["export"]["onnx"]).is_file()
+    assert (out["metrics"] is not None) == with_policy  # evaluation needs the policy
+    assert ("best_checkpoint" in out) == (with_policy and with_val)
+    ck = load_checkpoint(out["checkpoint"])
+    assert ck["camera_correction"] is not None  # root/camera.yaml was used and is kept for export
+    assert not any(ck["hyper_parameters"]["policy_losses"].values()) or with_policy
+
+
+def _tb_tags(run: Path, kind: str) -> dict[str, list[int]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: dict[str, list[int]] = {}
+    for f in sorted((run / "tb").glob("events.out.tfevents.*")):
+        ea = EventAccumulator(str(f), size_guidance={"images": 0, "scalars": 0})
+        ea.Reload()
+        for t in ea.Tags()[kind]:
+            events = ea.Images(t) if kind == "images" else ea.Scalars(t)
+            tags.setdefault(t, []).extend(e.step for e in events)
+    return tags
+
+
+@pytest.mark.parametrize("model", ["cyclegan", "cut"])
+def test_validation_strips_in_tensorboard_both_directions(compose_cfg: Any, tiny_synth: Path, tmp_path: Path,
+                                                          model: str) -> None:
+    """At each validation: full-frame real | translated | sim strips; CycleGAN also sim → real."""
+    from workflows.training import train
+
+    ov = tiny_train_overrides(model, tiny_synth, tmp_path, steps=4) + [
+        "export.enabled=false", "data.steps_per_epoch=2", f"data.val_dir={tiny_synth}/val",
+        "model.log_images_every_n_steps=0", "data.camera_yaml=null"]
+    run = Path(train(compose_cfg("train", ov))["run_dir"])
+    images = _tb_tags(run, "images")
+    assert images["val/real|translated|sim"] == [2, 4]  # each validation, not the sanity check
+    assert ("val/sim|translated_back|real" in images) == (model == "cyclegan")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    f = next((run / "tb").glob("events.out.tfevents.*"))
+    ea = EventAccumulator(str(f), size_guidance={"images": 0})
+    ea.Reload()
+    img = ea.Images("val/real|translated|sim")[0]
+    assert (img.width, img.height) == (3 * 48, 4 * 48)  # full 48 px frames, 3 columns, 4 rows
+
+
+def test_a_fresh_run_does_not_append_to_an_old_runs_event_files(compose_cfg: Any, tiny_unpaired: Path,
+                                                                  tmp_path: Path) -> None:
+    from workflows.training import train
+
+    ov = tiny_train_overrides("cut", tiny_unpaired, tmp_path, steps=2) + ["export.enabled=false",
+                                                                          "trainer.log_every_n_steps=1"]
+    run = Path(train(compose_cfg("train", ov))["run_dir"])
+    first = set((run / "tb").glob("events.out.tfevents.*"))
+    assert first
+    train(compose_cfg("train", ov))  # fresh over it: the old events go
+    second = set((run / "tb").glob("events.out.tfevents.*"))
+    assert second and not (first & second)
+    assert min(_tb_tags(run, "scalars")["train/loss_G"]) == 0  # one run's steps, once each
+    assert sorted(_tb_tags(run, "scalars")["train/loss_G"]) == [0, 1]
+    resumed = [o for o in ov if not o.startswith("trainer.max_steps")] + ["trainer.max_steps=4", "ckpt_path=last"]
+    train(compose_cfg("train", resumed))  # a resume continues its own
+    third = set((run / "tb").glob("events.out.tfevents.*"))
+    assert second < third
+    scalars = _tb_tags(run, "scalars")
+    assert sorted(scalars["train/loss_G"]) == [0, 1, 2, 3]
+    # one learning rate per optimiser, named for it (CUT: G, D and the patch MLP F), nothing else
+    assert sorted(t for t in scalars if "lr" in t.lower().split("/")[-1][:3]) == ["train/lr_D", "train/lr_F", "train/lr_G"]

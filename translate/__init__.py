@@ -1,8 +1,8 @@
 """sim2real translate: the installed package, in three layers by how heavy their dependencies are.
 
 - :data:`CORE` (numpy, pillow, pyyaml): the data formats and contracts — image I/O, recording
-  sessions, paired folders, the camera model and lens correction, the PolicySpec and its
-  preprocessing, the policy self-check, the metrics, the exported graphs' format.
+  sessions, paired folders, the camera model, its calibration and the lens correction, the
+  PolicySpec and its preprocessing, the policy self-check, the metrics, the exported graphs' format.
 - :data:`ROBOT` (adds onnxruntime): what runs on the robot — the translator runtime, the robot
   loop, frame and action sources.
 - :data:`TOOLS` (torch, onnx; a workstation): the ONNX export, the translator + policy fusion, the
@@ -16,8 +16,8 @@ import time (``tests/test_install.py`` holds both true).
 __version__ = "0.1.0"
 
 #: Modules of the numpy core (numpy, pillow, pyyaml).
-CORE = ("fsutil", "imageio", "recording", "pairs", "camera", "policy", "policy_check", "metrics",
-        "export_format")
+CORE = ("fsutil", "imageio", "recording", "pairs", "camera", "calibrate", "policy", "policy_check",
+        "metrics", "export_format")
 #: Modules of the robot layer (adds onnxruntime).
 ROBOT = ("runtime", "pipeline", "sources", "teleop")
 #: Modules of the tools (torch, onnx).

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,14 +14,74 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "OutputFolderError",
     "PathEscapeError",
+    "WritableOutputCheck",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "atomic_path",
+    "check_writable_dir",
     "safe_join",
     "swap_folder_into_place",
 ]
+
+
+class OutputFolderError(OSError):
+    """An output folder cannot be created or written; the message names it and why."""
+
+
+def check_writable_dir(path: str | os.PathLike[str], *, what: str = "output folder") -> Path:
+    """Create ``path`` (and its parents) and prove a file can be written in it.
+
+    Args:
+        path: the folder.
+        what: its name in the message, e.g. ``"run folder"``.
+
+    Returns:
+        The folder.
+
+    Raises:
+        OutputFolderError: it cannot be created or written (read-only, no permission, a file in
+            the way); the message names the folder and the reason.
+    """
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=p, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputFolderError(f"cannot write the {what} {p}: {exc.strerror or exc}") from exc
+    return p
+
+
+class WritableOutputCheck:
+    """Hydra callback (``hydra.callbacks``): an output folder that cannot be written is refused in
+    one line, naming it and the setting to change, before Hydra creates it (Hydra's own failure
+    there is a traceback). Exits with code 1.
+
+    Args:
+        prog: the program's name for the message, e.g. ``"train_translate.py"``.
+        hint: what to change, e.g. ``"set paths.runs_dir= or run_dir= to a writable folder"``.
+    """
+
+    def __init__(self, prog: str, hint: str) -> None:
+        self.prog, self.hint = prog, hint
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        """Check ``hydra.run.dir`` (the program's output folder)."""
+        try:
+            check_writable_dir(str(config.hydra.run.dir))
+        except OutputFolderError as exc:
+            print(f"{self.prog}: error: {exc} ({self.hint})", file=sys.stderr)
+            raise SystemExit(1) from None
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        # Hydra calls every on_* hook; the others have nothing to do
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
 
 
 class PathEscapeError(ValueError):

@@ -480,7 +480,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="translator_robot.onnx or translator.onnx; 'none' runs the policy on raw "
                         "frames (the baseline)")
     p.add_argument("--fused", default=None,
-                   help="a fused translator+policy graph (python -m translate.runtime fuse ...) "
+                   help="a fused translator+policy graph (python -m translate.fusion ...) "
                         "instead of --translator/--policy")
     p.add_argument("--policy", default=None, help="the frozen policy (.onnx or TorchScript)")
     p.add_argument("--spec", default=None,
@@ -523,11 +523,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     OpenCV for cameras and the ``jetbot`` package for motors). Exit codes: 0 ok, 2 bad
     arguments, 3 camera lost.
     """
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _main(args)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        # an unknown source, frames of the wrong size, a missing file or module: its own line
+        print(f"python -m translate.pipeline: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
     from translate.policy import load_policy
     from translate.runtime import FusedPolicy, Translator
 
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for plugin in args.plugin:
         load_plugin(plugin)
     providers = args.providers.split(",") if args.providers else None
@@ -568,6 +577,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         kwargs["fps"] = args.fps
     if kind == "csi":
         kwargs["flip_method"] = args.flip_method
+    if correction is not None and (height, width) != correction.in_size:
+        ch, cw = correction.in_size
+        raise ValueError(
+            f"--width {width} --height {height} but the real camera in {args.camera} is {cw}x{ch}: "
+            "frames must have the size the camera was calibrated at (drop --width/--height, or "
+            "make camera.yaml at that size: python -m translate.calibrate ... --size W H)")
     source = make_source(args.source, **kwargs)
     sinks = [make_sink(s, max_speed=args.max_speed, print_every=args.print_every)
              for s in (args.sink or ["print"])]

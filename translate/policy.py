@@ -1097,8 +1097,9 @@ def _resolve_spec(spec: PolicySpec | str | os.PathLike[str] | None, model: Path)
         if candidate.is_file():
             return PolicySpec.from_yaml(candidate)
         raise PolicySpecError(
-            f"no spec given for {model} and no {SPEC_FILENAME} next to it; pass spec= a preset "
-            f"({', '.join(PRESETS)}) or a spec YAML"
+            f"no spec given for {model} and no {SPEC_FILENAME} next to it; give a preset "
+            f"({', '.join(PRESETS)}) or a spec YAML (training and evaluation: policy.spec=, the "
+            "command lines: --spec)"
         )
     if isinstance(spec, str) and spec in PRESETS:
         return PolicySpec.preset(spec)

@@ -236,7 +236,8 @@ class SessionWriter:
         exists = self._manifest_path.exists()
         if exists and not self.resume:
             raise FileExistsError(
-                f"recording session {self.path} already exists; pass resume=True (--resume) to append"
+                f"recording session {self.path} already exists: resume=true appends to it "
+                "(python record_real.py ... resume=true; SessionWriter(..., resume=True)), or choose another out="
             )
         self._frames_dir.mkdir(parents=True, exist_ok=True)
         self.count = 0

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FIGURES",
+    "TABLE_WIDTH",
     "figure_pngs",
+    "fold_columns",
     "format_metric",
     "headline",
     "print_tables",
@@ -166,6 +168,46 @@ def headline(metrics: Mapping[str, Any]) -> list[str]:
     return out
 
 
+#: the terminal tables fit this many columns (or the terminal's width, when narrower)
+TABLE_WIDTH = 100
+
+
+#: the stage column wraps beyond this many characters (long run names)
+_LABEL_WIDTH = 32
+
+
+def fold_columns(header: Sequence[str], rows: Sequence[Sequence[str]], width: int) -> list[list[int]]:
+    """Split a table's columns into groups that each print within ``width`` columns.
+
+    The stage column starts every group and wraps beyond 32 characters; the frames column is in
+    the first group only; the metric columns follow in order, as many per group as fit (rich
+    draws a column as its widest cell plus 3: padding and a rule).
+
+    Args:
+        header: column titles (stage, frames, metrics...).
+        rows: the cells, row by row.
+        width: the widest line allowed.
+
+    Returns:
+        Column indices of each group, e.g. ``[[0, 1, 2, 3], [0, 4, 5]]``.
+    """
+    need = [max([len(h), *(len(r[i]) for r in rows)]) + 3 for i, h in enumerate(header)]
+    if not need:
+        return [[]]
+    need[0] = min(need[0], _LABEL_WIDTH + 3)
+    groups: list[list[int]] = []
+    cur = [0, 1] if len(header) > 1 else [0]
+    used = 1 + sum(need[i] for i in cur)
+    for i in range(len(cur), len(header)):
+        if len(cur) > (2 if not groups else 1) and used + need[i] > width:
+            groups.append(cur)
+            cur, used = [0], 1 + need[0]
+        cur.append(i)
+        used += need[i]
+    groups.append(cur)
+    return groups
+
+
 def print_tables(metrics: Mapping[str, Any], console: Any = None) -> None:
     """Print the stage × metric tables, warnings and threshold checks to the terminal (rich).
 
@@ -178,19 +220,24 @@ def print_tables(metrics: Mapping[str, Any], console: Any = None) -> None:
 
     if console is None:
         console = Console()
-        if not console.is_terminal:  # logs and CI: no terminal width to respect
-            console = Console(width=220)
+        if not console.is_terminal:  # logs and CI: no terminal width; 100 columns read anywhere
+            console = Console(width=TABLE_WIDTH)
+    width = min(int(console.width), TABLE_WIDTH)
     for line in headline(metrics):
         console.print(f"[bold]{line}[/]")
     titles = {"actions": "Policy actions vs reference", "images": "Images and distributions"}
     for which, title in titles.items():
         header, rows = table_rows(metrics, which)
-        table = Table(title=title, title_justify="left")
-        for i, h in enumerate(header):
-            table.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+        for part, cols in enumerate(fold_columns(header, rows, width)):
+            table = Table(title=title if part == 0 else f"{title} (continued)", title_justify="left")
+            for i in cols:
+                if i == 0:
+                    table.add_column(header[i], justify="left", max_width=_LABEL_WIDTH, overflow="fold")
+                else:
+                    table.add_column(header[i], justify="right", no_wrap=True)
+            for row in rows:
+                table.add_row(*(row[i] for i in cols))
+            console.print(table)
     ref = metrics.get("data", {}).get("reference_actions")
     if ref:
         console.print(f"reference actions: {ref}; CIs: bootstrap over frames")

@@ -402,6 +402,24 @@ class _ScriptedNet(nn.Module):
         return res
 
 
+def _size_from_graph(spec: PolicySpec, graph: Any) -> PolicySpec:
+    # a spec without height/width takes them from the model's static input shape, as the
+    # onnxruntime policy does: frames of another size are then resized to it, not fed as they are
+    if spec.height is not None and spec.width is not None:
+        return spec
+    init = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in init]
+    inp = next((i for i in inputs if i.name == spec.input_name), inputs[0] if len(inputs) == 1 else None)
+    if inp is None:
+        return spec
+    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in inp.type.tensor_type.shape.dim]
+    if len(dims) != 4:
+        return spec
+    h, w = (dims[1], dims[2]) if spec.layout == "NHWC" else (dims[2], dims[3])
+    return spec.replace(height=h, width=w) if h and w else spec
+
+
 def load_torch_policy(
     path: str | os.PathLike[str],
     spec: PolicySpec | str | os.PathLike[str] | None = None,
@@ -431,6 +449,7 @@ def load_torch_policy(
         import onnx
 
         graph = onnx.load(str(model)).graph
+        resolved = _size_from_graph(resolved, graph)
         action = resolved.action_output or graph.output[0].name
         if action not in {o.name for o in graph.output}:
             raise SpecMismatchError(

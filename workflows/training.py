@@ -82,6 +82,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model.set_executor(build_executor(step_cfg))  # type: ignore[arg-type]
 
     callbacks = _callbacks(cfg, model, run_dir)
+    if ckpt is None:
+        _clear_old_event_files(cfg)
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False,
@@ -275,14 +277,34 @@ def _check_policy_spec(path: Path, spec: Any, val_dir: Any) -> None:
 
 def _best_checkpoint_callbacks(cfg: DictConfig, model: Any) -> list[Any]:
     monitor = cfg.get("select_by")
-    if not monitor or not getattr(model, "has_validation", False):
-        return []
+    if not monitor or not getattr(model, "has_validation", False) or not cfg.data.get("val_dir"):
+        return []  # no validation metric to select by (no policy, or no paired val/)
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     mode = "min" if monitor.endswith(("mae", "rmse", "_err")) else "max"
     return [ModelCheckpoint(dirpath=str(Path(cfg.run_dir) / "checkpoints"), filename="best",
                             monitor=monitor, mode=mode, save_top_k=1, save_last=False,
                             auto_insert_metric_name=False, enable_version_counter=False)]
+
+
+def _clear_old_event_files(cfg: DictConfig) -> None:
+    """A fresh run over an old run folder starts its TensorBoard logs afresh (a resumed run keeps
+    appending to its own): the old event files are removed, saying so. Rank 0 only: a DDP
+    rank started later must not remove the events rank 0 has begun."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    if getattr(rank_zero_only, "rank", 0) != 0:
+        return
+    for c in (cfg.get("logger") or {}).values():
+        if not c or "save_dir" not in c:
+            continue
+        folder = Path(str(c.save_dir)) / str(c.get("name") or "") / str(c.get("version") or "")
+        old = sorted(folder.glob("events.out.tfevents.*")) if folder.is_dir() else []
+        for f in old:
+            f.unlink()
+        if old:
+            log.warning("removed %d TensorBoard event file(s) of an earlier run in %s "
+                        "(a fresh run; ckpt_path=last resumes and keeps them)", len(old), folder)
 
 
 def _best_path(callbacks: list[Any]) -> str | None:

@@ -105,6 +105,10 @@ class CycleGANModule(TranslatorModule):
         self.fake_A_pool = ImagePool(pool_size, generator=torch.Generator().manual_seed(1))
         self.fake_B_pool = ImagePool(pool_size, generator=torch.Generator().manual_seed(2))
 
+    def validation_directions(self) -> list[tuple[str, Any, str, str]]:
+        """Real→sim (G_A) and sim→real (G_B) strips at each validation."""
+        return [*super().validation_directions(), ("val/sim|translated_back|real", self.netG_B, "sim", "real")]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate real frames to the sim look. (N, 3, H, W) in [-1, 1] → same shape."""
         return self.netG_A(x)

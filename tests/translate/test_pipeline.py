@@ -196,3 +196,18 @@ def test_latency_stats_and_sinks(tmp_path: Path) -> None:
         make_sink("ros")
     with pytest.raises(ValueError, match="needs a policy"):
         run_loop(SynthSource(SIZE, SIZE, frames=1))
+
+
+def test_cli_unknown_source_and_wrong_frame_size_are_one_line(models: dict[str, Path], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    pol = ["--policy", str(models["policy"]), "--frames", "1", "--sink", "none"]
+    assert main(["--source", "bogus:1", "--translator", "none", *pol]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("python -m translate.pipeline: error: unknown frame source 'bogus' in 'bogus:1'; "
+                          "known: csi, folder, session") and len(err.splitlines()) == 1
+    cam = make_rig(WorldConfig(size=SIZE)).save(tmp_path / "camera.yaml")
+    assert main(["--plugin", "datasets.jetbot_synth.source", "--source", "synth", "--translator", "none",
+                 "--camera", str(cam), "--width", str(SIZE + 8), "--height", str(SIZE + 8), *pol]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"is {SIZE}x{SIZE}" in err and "--width" in err
+    assert "error: error" not in err

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from translate.eval_schema import SCHEMA_VERSION
@@ -177,3 +178,31 @@ def test_headline_is_one_line_per_translator() -> None:
     metrics = {"stages": [st("raw", 0.602), st("translated", 0.662, {"value": 0.302, "ci": [0.263, 0.344]}, "cut"),
                           st("sim", 0.958)]}
     assert headline(metrics) == ["gap closed 30.2 % [26.3, 34.4] · turn agreement 60.2 → 66.2 % (sim 95.8 %) — cut"]
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_terminal_tables_fit_the_width_or_fold(width: int) -> None:
+    from rich.console import Console
+
+    from translate.report import TABLE_WIDTH, table_rows
+
+    metrics = _result().metrics
+    for st in metrics["stages"]:  # a run name as long as the CPU demo's
+        if st["kind"] == "translated":
+            st["label"] = "translated (cyclegan_jetbot_synth_cpu_demo)"
+    console = Console(record=True, width=width)
+    print_tables(metrics, console)
+    text = console.export_text()
+    limit = min(width, TABLE_WIDTH)
+    table_lines = [ln for ln in text.splitlines() if ln[:1] in "┏┃┡│└"]
+    assert table_lines and max(len(ln) for ln in table_lines) <= limit
+    for which in ("actions", "images"):
+        header, rows = table_rows(metrics, which)
+        assert all(h in text for h in header[2:])  # every column printed, in some fold
+    assert "(cyclegan_jetbot_synth_cpu_demo)" in text and "(continued)" in text
+
+
+def test_tables_printed_to_a_pipe_are_100_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    print_tables(_result().metrics)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln[:1] in "┏┃┡│└"]
+    assert lines and max(len(ln) for ln in lines) <= 100

@@ -116,3 +116,15 @@ def test_unsupported_op_named(tmp_path: Path) -> None:
 def test_missing_file_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nope.onnx"):
         load_torch_policy(tmp_path / "nope.onnx", "rl_games")
+
+
+def test_a_preset_without_a_size_takes_the_models_and_resizes(rl_games_onnx: Path) -> None:
+    """policy.spec=rl_games (no height/width) in training on crops smaller than the policy's input:
+    the torch policy resizes them as the onnxruntime one does (it fed them as they were and failed
+    in the policy's first Linear layer)."""
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    tp = load_torch_policy(rl_games_onnx, "rl_games")
+    assert (tp.spec.height, tp.spec.width) == (48, 48)
+    ref = load_policy(rl_games_onnx, "rl_games").act(frames)
+    np.testing.assert_allclose(tp(_to_model_images(frames)).action.numpy(), ref, atol=2e-3)
