@@ -349,16 +349,19 @@ def _evaluate(cfg: DictConfig, settings: EvalSettings, threads: int | None,
     return result.metrics
 
 
-def default_config(overrides: Mapping[str, Any] | Sequence[str] = ()) -> DictConfig:
+def default_config(overrides: Mapping[str, Any] | Sequence[str] = (), *,
+                   on_top: Sequence[str] = ()) -> DictConfig:
     """``configs/eval.yaml`` with its config groups (``paths``, ``policy``), plus overrides,
     without Hydra's runtime.
 
     Args:
         overrides: a mapping of (dotted) keys to values, or ``key=value`` strings; as on the
             command line, ``group=choice`` picks a config group's entry (``policy=custom``).
+        on_top: configs of ``configs/`` merged over eval.yaml before the overrides (e.g.
+            ``closed_loop.yaml``, whose defaults list starts with ``eval``).
 
     Returns:
-        The config (``hydra`` section dropped).
+        The config (``defaults`` and ``hydra`` sections dropped).
     """
     base = OmegaConf.load(CONFIG_DIR / "eval.yaml")
     assert isinstance(base, DictConfig)
@@ -372,6 +375,14 @@ def default_config(overrides: Mapping[str, Any] | Sequence[str] = ()) -> DictCon
             choices[str(key)] = str(value)
     for group, choice in choices.items():
         base[group] = OmegaConf.load(CONFIG_DIR / group / f"{choice}.yaml")
+    for name in on_top:  # as a defaults list [eval, _self_]: the layer wins over eval's groups
+        layer = OmegaConf.load(CONFIG_DIR / name)
+        assert isinstance(layer, DictConfig)
+        layer.pop("defaults", None)
+        layer.pop("hydra", None)
+        merged = OmegaConf.merge(base, layer)
+        assert isinstance(merged, DictConfig)
+        base = merged
     for key, value in items:
         if key in choices and isinstance(value, str) and value == choices[str(key)]:
             continue
