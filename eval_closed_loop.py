@@ -62,11 +62,12 @@ def load_world(setting: Any, policy_path: Path) -> Any:
 
 
 def _threads(value: Any) -> int | None:
-    # the stages run one after another (render, translate, policy): each may use every core
+    # auto, as in eval: half the CPUs each for the two concurrent streams (rendering in torch,
+    # translator and policy in onnxruntime, pipelined over chunks of the batch)
     if value is None or value == 0:
         return None
     if str(value).lower() == "auto":
-        return max(1, os.cpu_count() or 1)
+        return max(1, (os.cpu_count() or 2) // 2)
     n = int(value)
     if n < 0:
         raise ValueError(f"threads must be auto, null or a positive integer; got {value!r}")
@@ -154,7 +155,8 @@ def evaluate_closed_loop(cfg: DictConfig) -> dict[str, Any]:
         gif_episode=None if gif is None else int(gif), gif_every=int(cl.gif_every),
         bootstrap_n=int(boot.get("n", 1000)), bootstrap_seed=int(boot.get("seed", 0)),
         level=float(boot.get("level", 0.95)), dead_zone=float(cfg.get("dead_zone", 0.05)),
-        batch_size=int(cfg.batch_size), progress=bool(cfg.get("progress", True)))
+        batch_size=int(cfg.batch_size), pipeline_chunks=int(cl.get("pipeline_chunks", 4)),
+        progress=bool(cfg.get("progress", True)))
     starts = start_states(int(cl.episodes), int(cl.seed), world, drive)
     result = run_closed_loop(stages, policy, starts, world, drive, camera=camera,
                              settings=settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +82,8 @@ class ClosedLoopSettings:
         level: interval coverage.
         dead_zone: turn-direction dead zone for the on-path turn agreement.
         batch_size: frames per translator / policy call.
+        pipeline_chunks: split each step's batch into this many chunks and render the next chunk
+            while the previous one is translated (1 = one after the other).
         progress: print a line per stage.
     """
 
@@ -93,6 +96,7 @@ class ClosedLoopSettings:
     level: float = 0.95
     dead_zone: float = 0.05
     batch_size: int = 128
+    pipeline_chunks: int = 4
     progress: bool = True
 
 
@@ -186,6 +190,7 @@ class _StageActor:
         self.world = renderer.config
         self.prev_in: dict[int, np.ndarray] = {}
         self.prev_out: dict[int, np.ndarray] = {}
+        self.pool: ThreadPoolExecutor | None = None
 
     def _timed(self, key: str, t0: float) -> float:
         t1 = time.perf_counter()
@@ -193,36 +198,74 @@ class _StageActor:
         return t1
 
     def __call__(self, ids: np.ndarray, states: list[SceneState], t: int) -> np.ndarray:
-        spec, s = self.run.spec, self.s
+        # Pipelined over chunks of the batch: the main thread renders chunk c + 1 (torch) while
+        # the worker corrects, translates and runs the policy on chunk c (onnxruntime); both
+        # release the GIL, so the two use a core each.
+        k = max(1, min(self.s.pipeline_chunks, len(ids)))
+        bounds = np.linspace(0, len(ids), k + 1).round().astype(int)
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]] = []
+        pending: Future[Any] | None = None
+        cams = []
+        for c in range(k):
+            lo, hi = int(bounds[c]), int(bounds[c + 1])
+            t0 = time.perf_counter()
+            cam = self._render(ids[lo:hi], states[lo:hi], t)
+            self._timed("render", t0)
+            cams.append(cam)
+            if pending is not None:
+                parts.append(pending.result())
+            pending = self.pool.submit(self._tail, cam) if self.pool is not None else None
+            if pending is None:
+                parts.append(self._tail(cam))
+        if pending is not None:
+            parts.append(pending.result())
+        for p in parts:
+            for key, v in p[3].items():
+                self.run.timing[key] = self.run.timing.get(key, 0.0) + v
+        cam = np.concatenate(cams)
+        inp, x, a = (np.concatenate([p[i] for p in parts]) for i in range(3))
         t0 = time.perf_counter()
-        if spec.kind == "sim":
-            cam = x = self.renderer.render(states, "sim")
-            inp = x
-            t0 = self._timed("render", t0)
-        else:
-            # noise keyed by (episode, step): an episode's frames do not depend on its batch
-            frame_ids = (ids * (self.max_steps + 1) + t).tolist()
-            cam = self.renderer.render(states, "real", s.noise_seed, jpeg=s.jpeg,
-                                       frame_ids=frame_ids)
-            t0 = self._timed("render", t0)
-            inp = x = cam
-            if spec.kind in ("corrected", "translated") and self.camera is not None:
-                tr = spec.translator
-                if spec.kind == "corrected" or not getattr(tr, "takes_raw", False):
-                    x = self.camera.apply(resize_frames(cam, self.camera.in_size))
-                    t0 = self._timed("correct", t0)
-            if spec.kind == "translated":
-                inp = x
-                size = getattr(spec.translator, "input_size", None)
-                x = self._translate(resize_frames(x, size) if size else x)
-                t0 = self._timed("translate", t0)
-        size = self.policy.input_size
-        x = resize_frames(x, size) if size else x
-        a = self.policy.act(x, batch_size=s.batch_size).astype(np.float64)
-        t0 = self._timed("policy", t0)
         self._bookkeep(ids, states, cam, inp, x, a)
         self._timed("metrics", t0)
         return a
+
+    def _render(self, ids: np.ndarray, states: list[SceneState], t: int) -> np.ndarray:
+        if self.run.spec.kind == "sim":
+            return self.renderer.render(states, "sim")
+        # noise keyed by (episode, step): an episode's frames do not depend on its batch
+        frame_ids = (ids * (self.max_steps + 1) + t).tolist()
+        return self.renderer.render(states, "real", self.s.noise_seed, jpeg=self.s.jpeg,
+                                    frame_ids=frame_ids)
+
+    def _tail(self, cam: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
+        """camera frames -> (stage input, policy input, actions, seconds per part)."""
+        spec, s = self.run.spec, self.s
+        timing: dict[str, float] = {}
+        t0 = time.perf_counter()
+
+        def lap(key: str) -> None:
+            nonlocal t0
+            t1 = time.perf_counter()
+            timing[key] = timing.get(key, 0.0) + t1 - t0
+            t0 = t1
+
+        inp = x = cam
+        wants_correction = spec.kind == "corrected" or (
+            spec.kind == "translated" and not getattr(spec.translator, "takes_raw", False))
+        if wants_correction and self.camera is not None:
+            x = self.camera.apply(resize_frames(cam, self.camera.in_size))
+            lap("correct")
+        if spec.kind == "translated":
+            inp = x
+            size = getattr(spec.translator, "input_size", None)
+            x = self._translate(resize_frames(x, size) if size else x)
+            lap("translate")
+        size = self.policy.input_size
+        x = resize_frames(x, size) if size else x
+        a = self.policy.act(x, batch_size=s.batch_size).astype(np.float64)
+        lap("policy")
+        return inp, x, a, timing
 
     def _translate(self, frames: np.ndarray) -> np.ndarray:
         name = self.run.spec.name
@@ -295,7 +338,9 @@ def run_closed_loop(
             if policy is None:
                 raise ValueError(f"stage {spec.name} needs a policy")
             actor = _StageActor(run, renderer, policy, camera, s, drive.max_steps)
-            log = run_episodes(starts, actor, drive)
+            with ThreadPoolExecutor(1, thread_name_prefix="closed-loop") as pool:
+                actor.pool = pool if s.pipeline_chunks > 1 else None
+                log = run_episodes(starts, actor, drive)
         run.log = log
         run.seconds = time.perf_counter() - t0
         runs.append(run)

@@ -78,6 +78,20 @@ def test_seeded_episodes_repeat_exactly(tiny_synth: Path) -> None:
     assert by["raw"]["flicker"] is None and by["raw"]["action_jitter"] is not None
 
 
+def test_pipelined_chunks_act_as_one_batch(tiny_synth: Path) -> None:
+    world = _tiny_world(tiny_synth)
+    policy = load_policy(tiny_synth / "policy" / "policy.onnx")
+    drive = dataclasses.replace(DriveConfig(), max_steps=1)
+    starts = start_states(5, 2, world, drive)
+    acts = []
+    for chunks in (1, 3):
+        s = dataclasses.replace(QUIET, pipeline_chunks=chunks)
+        res = run_closed_loop(build_stages(["raw"], [], None), policy, starts, world, drive,
+                              settings=s)
+        acts.append(res.runs[0].log.actions[:, 0])
+    np.testing.assert_allclose(acts[0], acts[1], atol=1e-5)
+
+
 @pytest.mark.skipif(not (REFERENCE / "policy" / "policy.onnx").is_file(),
                     reason="needs the reference policy (data/jetbot_synth_128px_seed0/policy)")
 def test_the_oracle_succeeds_where_the_expert_does() -> None:
