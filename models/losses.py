@@ -1,4 +1,4 @@
-"""GAN objectives (LSGAN, vanilla, non-saturating) and CUT's PatchNCE contrastive loss."""
+"""GAN objectives (LSGAN, vanilla, non-saturating), CUT's PatchNCE loss and a shift-consistency (temporal) loss."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GAN_MODES", "GANLoss", "PatchNCELoss"]
+__all__ = ["GAN_MODES", "GANLoss", "PatchNCELoss", "shift_consistency_loss"]
 
 GAN_MODES = ("lsgan", "vanilla", "nonsaturating")
 
@@ -141,3 +141,40 @@ class PatchNCELoss(nn.Module):
         logits = torch.cat([l_pos, l_neg], dim=1) / self.nce_T
         target = torch.zeros(n, dtype=torch.long, device=q.device)
         return F.cross_entropy(logits, target, reduction="none")
+
+
+def shift_consistency_loss(
+    generator: nn.Module, x: Tensor, y: Tensor, *, shift: int = 3, crop: int = 4, margin: int = 8
+) -> Tensor:
+    """Temporal-consistency proxy: translating a shifted frame = shifting the translated frame.
+
+    ``L1(G(S(x)), S(y))`` with ``y = G(x)`` already computed and ``S`` a crop offset by ``shift``
+    pixels in both directions (a camera pan by a few pixels, as between consecutive frames; cf.
+    VR-Goggles' shift loss). The crop is ``crop`` pixels smaller than the frame, so a multiple of
+    4 stays one; ``margin`` pixels at the crop's border (where G's padding differs) are left out.
+    Gradients reach G through both terms; nothing else is involved.
+
+    Args:
+        generator: the translator G (real → sim).
+        x: real frames.
+        y: ``G(x)`` (keep its graph: both sides are trained).
+        shift: offset in pixels, ``0 < shift <= crop``.
+        crop: how much smaller the shifted crop is (a multiple of the generator's stride).
+        margin: border pixels excluded from the comparison.
+
+    Returns:
+        Scalar loss.
+
+    Shape:
+        - x, y: :math:`(N, 3, H, W)` in [-1, 1], ``H, W > crop + 2 * margin``.
+    """
+    if not 0 < shift <= crop:
+        raise ValueError(f"shift must be in (0, crop={crop}]; got {shift}")
+    h, w = x.shape[-2] - crop, x.shape[-1] - crop
+    if min(h, w) <= 2 * margin:
+        raise ValueError(f"frames of {tuple(x.shape[-2:])} are too small for crop {crop} and "
+                         f"margin {margin}")
+    g = generator(x[..., shift : shift + h, shift : shift + w])
+    ref = y[..., shift : shift + h, shift : shift + w]
+    m = margin
+    return F.l1_loss(g[..., m : h - m, m : w - m], ref[..., m : h - m, m : w - m])

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from conftest import REPO
 
-ENTRY_POINTS = ("train_translate", "eval_policy_on_translated", "export_translator", "record_real")
+ENTRY_POINTS = ("train_translate", "eval_policy_on_translated", "eval_closed_loop", "export_translator",
+                "record_real")
 LIBRARIES = ("translate", "models", "datasets", "workflows")
 
 

@@ -35,7 +35,10 @@ __all__ = [
     "turn_agreement",
     "turn_direction",
     "action_collapse",
+    "action_jitter",
+    "mean_abs_change",
     "wasserstein_1d",
+    "wilson_interval",
     "within_tolerance",
 ]
 
@@ -696,6 +699,94 @@ def gap_closed(
             f"sim frames ({err_sim:.4g})"
         )
     return (err_raw - err_stage) / gap, ""
+
+
+# --------------------------------------------------------------------------------------------------
+# Rates and temporal consistency
+# --------------------------------------------------------------------------------------------------
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval of a success rate (closed-loop success over episodes).
+
+    Unlike the normal approximation it stays inside [0, 1] and is usable at 0 or n successes.
+
+    Args:
+        successes: number of successes, ``0 <= successes <= n``.
+        n: number of trials.
+        level: coverage, e.g. 0.95.
+
+    Returns:
+        ``(lo, hi)``, or None when ``n == 0``.
+
+    Example:
+        >>> lo, hi = wilson_interval(7, 10)
+        >>> round(lo, 3), round(hi, 3)
+        (0.397, 0.892)
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1); got {level}")
+    if n < 0 or not 0 <= successes <= max(n, 0):
+        raise ValueError(f"need 0 <= successes <= n; got successes={successes}, n={n}")
+    if n == 0:
+        return None
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mean_abs_change(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+    """Per frame, the mean absolute change from the previous frame, in grey levels (0–255).
+
+    The building block of flicker: a stage's output change over consecutive frames divided by
+    its input's own change (``sum(mean_abs_change(y)) / sum(mean_abs_change(x))``) is 1 when the
+    stage changes as much as the camera's view does, above 1 when it adds flicker.
+
+    Args:
+        prev: the previous frames, uint8 or float.
+        cur: the current frames, same shape.
+
+    Returns:
+        float64 per frame.
+
+    Shape:
+        - prev, cur: :math:`(N, H, W, C)`; output: :math:`(N,)`.
+    """
+    a, b = np.asarray(prev), np.asarray(cur)
+    if a.shape != b.shape or a.ndim != 4:
+        raise ValueError(f"prev and cur must both be (N, H, W, C); got {a.shape} and {b.shape}")
+    d = np.abs(b.astype(np.int16) - a.astype(np.int16)) if a.dtype == np.uint8 == b.dtype \
+        else np.abs(b.astype(np.float64) - a.astype(np.float64))
+    return d.reshape(len(d), -1).mean(axis=1, dtype=np.float64)
+
+
+def action_jitter(actions: np.ndarray) -> float:
+    """Mean ``|a_t − a_{t−1}|`` over consecutive steps and action dimensions.
+
+    Args:
+        actions: one sequence of actions, in time order.
+
+    Returns:
+        The jitter (NaN for fewer than 2 steps).
+
+    Shape:
+        - actions: :math:`(T, A)`.
+
+    Example:
+        >>> round(action_jitter(np.array([[0.0, 0.0], [0.2, 0.0], [0.2, 0.4]])), 6)
+        0.15
+    """
+    a = np.asarray(actions, np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"actions must be (T, A); got {a.shape}")
+    if len(a) < 2:
+        return float("nan")
+    return float(np.abs(np.diff(a, axis=0)).mean())
 
 
 # --------------------------------------------------------------------------------------------------

@@ -369,6 +369,7 @@ class Renderer:
         *,
         index_offset: int = 0,
         jpeg: bool = False,
+        frame_ids: Sequence[int] | None = None,
     ) -> np.ndarray:
         """Render states with one look.
 
@@ -382,6 +383,9 @@ class Renderer:
             index_offset: global index of ``states[0]`` (for chunked callers).
             jpeg: JPEG round trip real frames at ``config.real.jpeg_quality``, so in-memory
                 frames equal frames saved as ``.jpg`` and read back. Ignored for sim.
+            frame_ids: the global index of each state's frame instead of ``index_offset + i``
+                (closed-loop episodes: a frame's noise then depends on its episode and step,
+                not on which other episodes share the batch).
 
         Returns:
             RGB uint8 frames.
@@ -392,13 +396,17 @@ class Renderer:
         if domain not in DOMAINS:
             raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
         s = self.config.size
+        if frame_ids is not None and len(frame_ids) != len(states):
+            raise ValueError(f"frame_ids has {len(frame_ids)} entries for {len(states)} states")
+        ids = [index_offset + i for i in range(len(states))] if frame_ids is None \
+            else [int(i) for i in frame_ids]
         out = np.empty((len(states), s, s, 3), dtype=np.uint8)
         chunk = max(1, _RAY_BUDGET // (s * s))
         with torch.inference_mode():
             for i in range(0, len(states), chunk):
                 part = states[i : i + chunk]
                 out[i : i + len(part)] = self._render_chunk(part, domain, seed,
-                                                             index_offset + i)
+                                                             ids[i : i + len(part)])
         if jpeg and domain == "real":
             out = jpeg_roundtrip(out, self.config.real.jpeg_quality)
         return out
@@ -584,7 +592,7 @@ class Renderer:
     # ------------------------------------------------------------------ one chunk
 
     def _render_chunk(self, states: Sequence[SceneState], domain: str, seed: int,
-                      index0: int) -> np.ndarray:
+                      ids: Sequence[int]) -> np.ndarray:
         cfg = self.config
         real = domain == "real"
         view = self._views[domain]
@@ -670,7 +678,7 @@ class Renderer:
         img = col.view(3, n, th, th, _TILE, _TILE).permute(1, 0, 2, 4, 3, 5)
         img = img.reshape(n, 3, th * _TILE, th * _TILE)[:, :, :s, :s]
         if real:
-            img = self._camera_pipeline(img, view.valid, seed, index0)
+            img = self._camera_pipeline(img, view.valid, seed, ids)
         else:
             img = img.clamp(0.0, 1.0).pow_(1.0 / 2.2)
             if self._has_invalid[domain]:
@@ -912,7 +920,7 @@ class Renderer:
 
     # ------------------------------------------------------------------ the real camera
 
-    def _noise(self, n: int, seed: int, index0: int) -> torch.Tensor:
+    def _noise(self, n: int, seed: int, ids: Sequence[int]) -> torch.Tensor:
         """Unit Gaussian sensor noise (N, 3, H, W): a crop, flip and channel order of a fixed
         bank, drawn per frame from (seed, global index) -- far cheaper than fresh randn."""
         s = self.config.size
@@ -922,7 +930,7 @@ class Renderer:
                                            generator=g).to(self.device)
         out = torch.empty((n, 3, s, s), device=self.device)
         for i in range(n):
-            h = _splitmix64((int(seed) * 0x9E3779B97F4A7C15 + int(index0 + i)) & _MASK64)
+            h = _splitmix64((int(seed) * 0x9E3779B97F4A7C15 + int(ids[i])) & _MASK64)
             k, oy, ox = h % _NOISE_BANK, (h >> 8) % _NOISE_PAD, (h >> 16) % _NOISE_PAD
             crop = self._noise_bank[k, :, oy : oy + s, ox : ox + s]
             if (h >> 24) & 1:
@@ -931,7 +939,7 @@ class Renderer:
         return out
 
     def _camera_pipeline(self, img: torch.Tensor, valid: torch.Tensor, seed: int,
-                         index0: int) -> torch.Tensor:
+                         ids: Sequence[int]) -> torch.Tensor:
         """Auto exposure, vignetting, lens blur, sensor noise, white balance, saturation and the
         tone curve. (N, 3, H, W) linear -> display values in [0, 1].
 
@@ -952,7 +960,7 @@ class Renderer:
             img = _gaussian_blur(img, sigma)
         if st.shot_noise > 0 or st.read_noise > 0:
             std = img.clamp_min(0.0).mul_(st.shot_noise).add_(st.read_noise**2).sqrt_()
-            img = img.add_(std.mul_(self._noise(n, seed, index0)))
+            img = img.add_(std.mul_(self._noise(n, seed, ids)))
         if st.saturation != 1.0:
             lum = (0.2126 * img[:, 0] + 0.7152 * img[:, 1] + 0.0722 * img[:, 2])[:, None]
             img = torch.lerp(lum, img, st.saturation)

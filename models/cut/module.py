@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from models.base import Phase, TranslatorModule
-from models.losses import GANLoss, PatchNCELoss
+from models.losses import GANLoss, PatchNCELoss, shift_consistency_loss
 from models.networks import (
     DISCRIMINATOR_DEFAULTS,
     GENERATOR_DEFAULTS,
@@ -49,6 +49,9 @@ class CUTModule(TranslatorModule):
         netF_nc: MLP width of F.
         nce_includes_all_negatives_from_minibatch: draw negatives across the batch.
         flip_equivariance: FastCUT's random horizontal flip of the input, undone on the features.
+        lambda_temporal: weight of :func:`models.losses.shift_consistency_loss` on G (0 = off:
+            the plain CUT loss).
+        temporal_shift: its shift in pixels.
         **base: see :class:`models.base.TranslatorModule`.
 
     Shape:
@@ -73,6 +76,8 @@ class CUTModule(TranslatorModule):
         netF_nc: int = 256,
         nce_includes_all_negatives_from_minibatch: bool = False,
         flip_equivariance: bool = False,
+        lambda_temporal: float = 0.0,
+        temporal_shift: int = 3,
         **base: Any,
     ) -> None:
         super().__init__(**base)
@@ -93,6 +98,7 @@ class CUTModule(TranslatorModule):
         self.num_patches = num_patches
         self.nce_all_negatives = nce_includes_all_negatives_from_minibatch
         self.flip_equivariance = flip_equivariance
+        self.lambda_temporal, self.temporal_shift = float(lambda_temporal), int(temporal_shift)
         self.patch_gen = torch.Generator().manual_seed(3)
         self._nce_sizes: dict[tuple[int, int], list[int]] = {}
         if self.policy_weights.cycle > 0:
@@ -311,7 +317,12 @@ class CUTModule(TranslatorModule):
         losses.update(self.policy_losses(ctx, idt_B, flip))
         # fake_B is G's output for the flipped frame when flipped: the teacher sees the same input
         losses.update(self.distill_losses(self.flip_if(real_A, flip), fake_B))
-        return losses, losses["loss_G"] + self.extra_generator_loss(losses, real_A)
+        total = losses["loss_G"] + self.extra_generator_loss(losses, real_A)
+        if self.lambda_temporal > 0:
+            losses["loss_temporal"] = self.lambda_temporal * shift_consistency_loss(
+                self.netG, self.flip_if(real_A, flip), fake_B, shift=self.temporal_shift)
+            total = total + losses["loss_temporal"]
+        return losses, total
 
     def log_iteration(self, ctx: dict[str, Any]) -> None:
         flip, idt_B = ctx.get("flip"), ctx.get("idt_B")

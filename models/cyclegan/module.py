@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import Phase, TranslatorModule
-from models.losses import GANLoss
+from models.losses import GANLoss, shift_consistency_loss
 from models.networks import (
     DISCRIMINATOR_DEFAULTS,
     GENERATOR_DEFAULTS,
@@ -60,6 +60,9 @@ class CycleGANModule(TranslatorModule):
             real-looking frames. Noise drowns that signal, so the cycles must pass through
             visible content. Drawn on the host from the model's own generator (saved in
             checkpoints: a resumed run draws what the uninterrupted one would).
+        lambda_temporal: weight of :func:`models.losses.shift_consistency_loss` on G_A (0 = off:
+            the plain CycleGAN loss).
+        temporal_shift: its shift in pixels.
         batched_generators: run the G passes that do not depend on each other as one batched call
             (same maths — instance norm is per sample — fewer, larger kernel launches).
         **base: see :class:`models.base.TranslatorModule` (lr, betas, n_epochs, ...).
@@ -81,6 +84,8 @@ class CycleGANModule(TranslatorModule):
         pool_size: int = 50,
         cycle_noise: float = 0.0,
         batched_generators: bool = True,
+        lambda_temporal: float = 0.0,
+        temporal_shift: int = 3,
         **base: Any,
     ) -> None:
         super().__init__(**base)
@@ -101,6 +106,7 @@ class CycleGANModule(TranslatorModule):
             raise ValueError(f"model.cycle_noise must be >= 0 (a standard deviation), got {cycle_noise}")
         self.cycle_noise = float(cycle_noise)
         self.noise_gen = torch.Generator().manual_seed(torch.initial_seed() + 3)  # per run seed
+        self.lambda_temporal, self.temporal_shift = float(lambda_temporal), int(temporal_shift)
         # each pool owns its generator; both are saved in checkpoints (see extra_state)
         self.fake_A_pool = ImagePool(pool_size, generator=torch.Generator().manual_seed(1))
         self.fake_B_pool = ImagePool(pool_size, generator=torch.Generator().manual_seed(2))
@@ -230,7 +236,12 @@ class CycleGANModule(TranslatorModule):
         losses.update(self.policy_losses(ctx, out))
         losses.update(self.distill_losses(real_A, out.fake_B))
         ctx.update(fake_A=out.fake_A, fake_B=out.fake_B, rec_A=out.rec_A)
-        return losses, losses["loss_G"] + self.extra_generator_loss(losses, real_A)
+        total = losses["loss_G"] + self.extra_generator_loss(losses, real_A)
+        if self.lambda_temporal > 0:
+            losses["loss_temporal"] = self.lambda_temporal * shift_consistency_loss(
+                self.netG_A, real_A, out.fake_B, shift=self.temporal_shift)
+            total = total + losses["loss_temporal"]
+        return losses, total
 
     def query_pools(self, ctx: dict[str, Any], live: bool = True) -> None:
         """Host side of the D phase: ``pool_A`` / ``pool_B`` from the history pools (``live``)

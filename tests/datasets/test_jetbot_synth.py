@@ -330,3 +330,17 @@ def test_cli_writes_and_reuses(tmp_path: Path) -> None:
     bad = subprocess.run([*cmd[:5], "--n-real", "-1"], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "n_real" in bad.stderr
+
+
+def test_frame_ids_key_the_sensor_noise_per_frame() -> None:
+    cfg = WorldConfig(size=32)
+    r = Renderer(cfg)
+    states = sample_states(3, 0, cfg)
+    whole = r.render(states, "real", 5, index_offset=10)
+    # frame i of a batch with frame_ids [.., 10 + i, ..] is the same frame, whatever its batch
+    picked = r.render([states[2], states[0]], "real", 5, frame_ids=[12, 10])
+    assert np.array_equal(picked[0], whole[2]) and np.array_equal(picked[1], whole[0])
+    other = r.render([states[0]], "real", 5, frame_ids=[11])
+    assert not np.array_equal(other[0], whole[0])  # same scene, other noise
+    with pytest.raises(ValueError, match="frame_ids has 1 entries for 3 states"):
+        r.render(states, "real", 5, frame_ids=[0])

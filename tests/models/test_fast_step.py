@@ -208,3 +208,44 @@ def test_cuda_graphs_keep_training_after_a_validation() -> None:
         after = moved(s)
         assert all(a for a, b in zip(after, before, strict=True) if b), \
             f"step {s + 1}: {sum(before) - sum(after)} parameters stopped moving after the validation"
+
+
+def _temporal_models() -> dict[str, Callable[[], TranslatorModule]]:
+    return {
+        "cyclegan": lambda: CycleGANModule(generator=G, discriminator=D, lambda_temporal=1.0),
+        "fastcut": lambda: CUTModule(generator=G, discriminator=D, num_patches=16, nce_idt=False,
+                                     lambda_NCE=10.0, flip_equivariance=True, lambda_temporal=1.0),
+    }
+
+
+@pytest.mark.parametrize("model", ["cyclegan", "fastcut"])
+def test_fast_executor_equals_eager_with_the_temporal_loss(model: str) -> None:
+    """model.lambda_temporal > 0: the term is in both executors' losses and they agree."""
+    batches = _batches(3)
+    runs = []
+    for step in ("eager", "fast"):
+        torch.manual_seed(0)
+        runs.append(_fit(_temporal_models()[model](), batches, step))
+    la, lb = runs
+    assert "loss_temporal" in la[0] and la[0].keys() == lb[0].keys()
+    for ea, eb in zip(la, lb, strict=True):
+        for k in ea:
+            assert ea[k] == pytest.approx(eb[k], rel=1e-5, abs=1e-6), k
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("model", ["cyclegan", "fastcut"])
+def test_cuda_graphs_with_the_temporal_loss(model: str) -> None:
+    """On a GPU, bf16 + CUDA graphs: the temporal term is captured and replayed like the rest."""
+    batches = _batches(6, batch=2, size=64)
+    runs = []
+    for step in ("eager", "fast"):
+        torch.manual_seed(0)
+        m = _temporal_models()[model]()
+        runs.append((m, _fit(m, batches, step, accelerator="gpu", precision="bf16-mixed",
+                             warmup=2, channels_last=True)))
+    (_, la), (b, lb) = runs
+    assert b.executor is not None and b.executor.use_graphs
+    for s in range(2, 6):
+        v = la[s]["loss_temporal"]
+        assert lb[s]["loss_temporal"] == pytest.approx(v, rel=0.1, abs=0.05), f"step {s}"

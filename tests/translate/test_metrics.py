@@ -10,6 +10,7 @@ import pytest
 from translate.metrics import (
     PSNR_CAP_DB,
     Lpips,
+    action_jitter,
     action_metrics,
     bootstrap_ci,
     channel_stats,
@@ -19,6 +20,7 @@ from translate.metrics import (
     frechet_distance,
     gap_closed,
     kid,
+    mean_abs_change,
     per_frame_abs_error,
     psnr,
     sliced_wasserstein,
@@ -26,6 +28,7 @@ from translate.metrics import (
     turn_agreement,
     turn_direction,
     wasserstein_1d,
+    wilson_interval,
     within_tolerance,
 )
 
@@ -260,3 +263,29 @@ def test_contract_check_names_scale_swap_and_layout() -> None:
     assert "NCHW" in warnings[("nchw", "layout")]
     with pytest.raises(KeyError, match="reference stage"):
         check_input_contract(stats, "nope")
+
+
+# ---------------------------------------------------------------------------- rates, temporal
+
+
+def test_wilson_interval() -> None:
+    lo, hi = wilson_interval(7, 10)
+    assert (round(lo, 4), round(hi, 4)) == (0.3968, 0.8922)  # textbook value for 7/10 at 95 %
+    assert wilson_interval(0, 20)[0] == pytest.approx(0.0, abs=1e-12) and 0 < wilson_interval(0, 20)[1] < 0.2
+    assert wilson_interval(20, 20)[1] == pytest.approx(1.0)
+    assert wilson_interval(0, 0) is None
+    with pytest.raises(ValueError, match="successes <= n"):
+        wilson_interval(3, 2)
+
+
+def test_mean_abs_change_and_jitter() -> None:
+    a = np.zeros((2, 2, 2, 3), np.uint8)
+    b = a.copy()
+    b[0] = 10
+    b[1, 0] = 255  # no uint8 wrap-around: |0 - 255| = 255, half the pixels
+    assert mean_abs_change(a, b).tolist() == [10.0, 127.5]
+    assert mean_abs_change(b, a).tolist() == [10.0, 127.5]
+    with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
+        mean_abs_change(a[0], b[0])
+    assert action_jitter(np.array([[0.0, 0.0], [0.2, 0.0], [0.2, 0.4]])) == pytest.approx(0.15)
+    assert math.isnan(action_jitter(np.zeros((1, 2))))

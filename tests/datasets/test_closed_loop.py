@@ -1,0 +1,167 @@
+"""Closed-loop evaluation core: stages, seeded repeatable runs, the oracle, the summary, sessions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datasets.jetbot_synth.closed_loop import (
+    STAGE_KINDS,
+    ClosedLoopSettings,
+    StageRun,
+    StageSpec,
+    build_stages,
+    run_closed_loop,
+    session_temporal,
+    summarise,
+)
+from datasets.jetbot_synth.closed_loop_report import write_closed_loop_report
+from datasets.jetbot_synth.drive import DriveConfig, EpisodeLog, start_states
+from datasets.jetbot_synth.world import WorldConfig, make_rig
+from translate.camera import CameraCorrection
+from translate.policy import load_policy
+from translate.recording import RecordingSession, SessionWriter
+
+REPO = Path(__file__).resolve().parents[2]
+REFERENCE = REPO / "data" / "jetbot_synth_128px_seed0"
+QUIET = ClosedLoopSettings(progress=False, bootstrap_n=100)
+
+
+class _Identity:
+    """A translator stub: returns its input (so its flicker equals its input's change)."""
+
+    name = "stub"
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        return frames.copy()
+
+
+def _tiny_world(root: Path) -> WorldConfig:
+    return WorldConfig.from_dict(json.loads((root / "dataset.json").read_text())["world"])
+
+
+def test_build_stages_orders_rows_and_rejects_unknown_kinds() -> None:
+    cam = CameraCorrection.from_rig(make_rig(WorldConfig(size=32)))
+    rows = build_stages(["sim", "translated", "raw", "corrected", "expert"], [_Identity()], cam)
+    assert [r.name for r in rows] == ["expert", "raw", "corrected", "translated:stub", "sim"]
+    assert [r.name for r in build_stages(STAGE_KINDS, [], None)] == ["expert", "raw", "sim"]
+    with pytest.raises(ValueError, match=r"closed_loop.stages: unknown stage\(s\) \['oracle'\]"):
+        build_stages(["oracle"], [], None)
+
+
+def test_seeded_episodes_repeat_exactly(tiny_synth: Path) -> None:
+    world = _tiny_world(tiny_synth)
+    policy = load_policy(tiny_synth / "policy" / "policy.onnx")
+    cam = CameraCorrection.from_rig(make_rig(world))
+    drive = dataclasses.replace(DriveConfig(), max_steps=6)
+    stages = build_stages(["raw", "corrected", "translated", "sim"], [_Identity()], cam)
+    starts = start_states(3, 1, world, drive)
+    settings = dataclasses.replace(QUIET, gif_episode=1)
+    a = run_closed_loop(stages, policy, starts, world, drive, camera=cam, settings=settings)
+    b = run_closed_loop(stages, policy, starts, world, drive, camera=cam, settings=settings)
+    for ra, rb in zip(a.runs, b.runs, strict=True):
+        assert np.array_equal(ra.log.poses, rb.log.poses, equal_nan=True)
+        assert np.array_equal(ra.log.actions, rb.log.actions, equal_nan=True)
+        assert ra.log.outcome == rb.log.outcome
+        assert len(ra.gif) == ra.log.steps[1] and ra.gif[0][1].shape == (48, 48, 3)
+    strip = lambda m: [{k: v for k, v in s.items() if k not in ("seconds", "timing")}  # noqa: E731
+                       for s in m["stages"]]
+    assert strip(a.metrics) == strip(b.metrics)
+    by = {s["name"]: s for s in a.metrics["stages"]}
+    # the identity translator sees lens-corrected frames and passes them on unchanged
+    assert by["translated:stub"]["flicker"] == pytest.approx(1.0)
+    assert by["translated:stub"]["frame_change"] == pytest.approx(by["corrected"]["frame_change"])
+    assert by["raw"]["flicker"] is None and by["raw"]["action_jitter"] is not None
+
+
+def test_pipelined_chunks_act_as_one_batch(tiny_synth: Path) -> None:
+    world = _tiny_world(tiny_synth)
+    policy = load_policy(tiny_synth / "policy" / "policy.onnx")
+    drive = dataclasses.replace(DriveConfig(), max_steps=1)
+    starts = start_states(5, 2, world, drive)
+    acts = []
+    for chunks in (1, 3):
+        s = dataclasses.replace(QUIET, pipeline_chunks=chunks)
+        res = run_closed_loop(build_stages(["raw"], [], None), policy, starts, world, drive,
+                              settings=s)
+        acts.append(res.runs[0].log.actions[:, 0])
+    np.testing.assert_allclose(acts[0], acts[1], atol=1e-5)
+
+
+@pytest.mark.skipif(not (REFERENCE / "policy" / "policy.onnx").is_file(),
+                    reason="needs the reference policy (data/jetbot_synth_128px_seed0/policy)")
+def test_the_oracle_succeeds_where_the_expert_does() -> None:
+    world = _tiny_world(REFERENCE)
+    policy = load_policy(REFERENCE / "policy" / "policy.onnx")
+    drive = DriveConfig()
+    starts = start_states(6, 0, world, drive)  # one episode per start category
+    res = run_closed_loop(build_stages(["expert", "sim"], [], None), policy, starts, world, drive,
+                          settings=QUIET)
+    expert, sim = (r.log.success for r in res.runs)
+    assert expert.all()
+    assert sim[expert].all(), [r.log.outcome for r in res.runs]
+
+
+def _fake_run(name: str, kind: str, successes: int, n: int = 10) -> StageRun:
+    steps = np.full(n, 5)
+    outcome = ["success"] * successes + ["timeout"] * (n - successes)
+    actions = np.tile(np.array([[0.0, 0.0], [0.2, 0.0], [0.2, 0.4], [0.2, 0.4], [0.2, 0.4]]),
+                      (n, 1, 1))
+    log = EpisodeLog(np.zeros((n, 6, 3)), actions, steps, outcome, np.ones(n), np.ones(n),
+                     info={"dt": 0.1})
+    return StageRun(StageSpec(name, kind, name), log, out_change=8.0, in_change=4.0, n_changes=4)
+
+
+def test_summary_gap_closed_wilson_and_jitter() -> None:
+    world = WorldConfig(size=32)
+    starts = start_states(10, 0, world)
+    runs = [_fake_run("raw", "raw", 2), _fake_run("translated:x", "translated", 5),
+            _fake_run("sim", "sim", 8)]
+    m = summarise(runs, starts, QUIET)
+    raw, tr, sim = m["stages"]
+    assert tr["gap_closed"]["value"] == pytest.approx(0.5)
+    lo, hi = tr["gap_closed"]["ci"]
+    assert lo < 0.5 < hi
+    assert raw["success"]["value"] == 0.2 and 0 < raw["success"]["ci"][0] < 0.2
+    assert tr["action_jitter"] == pytest.approx(0.075)  # (0.2 + 0.4) / (4 pairs × 2 wheels)
+    assert tr["flicker"] == pytest.approx(2.0) and tr["frame_change"] == pytest.approx(2.0)
+    assert tr["time_to_success_s"] == pytest.approx(0.5)
+    assert sim["gap_closed"]["value"] is None and sum(m["categories"].values()) == 10
+    assert set(tr["by_category"]) == {s.category for s in starts}
+
+
+def test_report_files(tmp_path: Path) -> None:
+    starts = start_states(10, 0, WorldConfig(size=32))
+    runs = [_fake_run("raw", "raw", 2), _fake_run("sim", "sim", 8)]
+    runs[0].gif = [(np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 9, np.uint8))] * 3
+    from datasets.jetbot_synth.closed_loop import ClosedLoopResult
+
+    res = ClosedLoopResult(starts, runs, summarise(runs, starts, QUIET))
+    files = write_closed_loop_report(res, tmp_path, config={"x": 1})
+    for name in ("metrics.json", "episodes.csv", "report.md", "report.html",
+                 "figures/trajectories_raw.png", "figures/episode_raw.gif",
+                 "figures/strip_raw.png"):
+        assert (tmp_path / name).is_file(), name
+    assert json.loads(Path(files["metrics"]).read_text())["config"] == {"x": 1}
+    assert "20.0 %" in (tmp_path / "report.md").read_text()
+
+
+def test_session_temporal(tmp_path: Path, tiny_synth: Path) -> None:
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    with SessionWriter(tmp_path / "s", source="test", width=48, height=48, fmt="png") as w:
+        for i in range(5):
+            w.write(np.roll(base, i, axis=1))
+    policy = load_policy(tiny_synth / "policy" / "policy.onnx")
+    cam = CameraCorrection.from_rig(make_rig(_tiny_world(tiny_synth)))
+    stages = build_stages(["raw", "corrected", "translated", "sim"], [_Identity()], cam)
+    out = session_temporal(RecordingSession(tmp_path / "s"), stages, policy, cam)
+    assert [o["name"] for o in out] == ["raw", "corrected", "translated:stub"]
+    assert out[0]["flicker"] is None and out[2]["flicker"] == pytest.approx(1.0)
+    assert all(o["frames"] == 5 and o["action_jitter"] >= 0 for o in out)
+    with pytest.raises(ValueError, match=">= 2 frames"):
+        session_temporal(RecordingSession(tmp_path / "s"), stages, policy, cam, max_frames=1)
