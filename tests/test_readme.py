@@ -46,6 +46,8 @@ _EVAL_POLICY = ["policy=custom", "policy.path=data/jetbot_synth_48px_seed0/polic
 #: README's placeholders → what the workspace holds
 _PLACES = {
     "runs/RUN": "runs/cyclegan_folders_cpu_demo",
+    # the closed-loop command comes before README trains anything here: its form runs on identity
+    "runs/cyclegan_jetbot_synth_cpu_demo/export/translator.onnx": "identity",
     "b/checkpoints/last.ckpt": "runs/cyclegan_folders_cpu_demo/checkpoints/last.ckpt",
     "a.onnx": "runs/cyclegan_folders_cpu_demo/export/translator.onnx",
     "x.onnx": "runs/cyclegan_folders_cpu_demo/export/translator.onnx",
@@ -111,6 +113,9 @@ def _argv(cmd: Command) -> tuple[list[str], set[int]]:
             argv.append("model.num_patches=16")
     elif words[1] == "eval_policy_on_translated.py":
         argv += [*_EVAL_TINY, *([] if "policy=custom" in words else _EVAL_POLICY)]
+    elif words[1] == "eval_closed_loop.py":
+        argv += [*_EVAL_TINY, *_EVAL_POLICY, "closed_loop.episodes=2", "closed_loop.drive.max_steps=4",
+                 "closed_loop.gif_episode=null"]
     elif words[1:3] == ["-m", "datasets.jetbot_synth"]:
         argv += ["--size", "32", "--n-real", "4", "--n-sim", "4", "--n-val", "4", "--n-test", "4",
                  "--no-contact-sheet", "--no-progress"]
