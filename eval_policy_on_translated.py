@@ -12,7 +12,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import logging
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from translate.eval_sets import EvalDataError
 from translate.eval_translators import TranslatorOutputError
 from translate.imageio import DataFolderError, ImageDecodeError
 from translate.policy import PolicySpecError
-from workflows.evaluation import CONFIG_DIR, evaluate
+from workflows.evaluation import CONFIG_DIR, app_config_dir, evaluate
 
 __all__ = ["main", "run"]
 
@@ -65,22 +64,6 @@ def _old_policy_form(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _app_config_dir() -> Path:
-    """A private copy of ``configs/eval.yaml`` and the groups it uses, for ``hydra.main``.
-
-    ``data`` and ``policy`` are plain keys here but config groups of ``train.yaml`` in the same
-    ``configs/`` folder; Hydra would read ``data=path`` as a group choice and refuse it. Hydra
-    decides that from the config search path, so the app's search path must not see those
-    groups: it gets a folder holding only ``eval.yaml`` and the groups it shares (``paths/``,
-    ``policy/``).
-    """
-    tmp = Path(tempfile.mkdtemp(prefix="sim2real-eval-config-"))
-    shutil.copy2(CONFIG_DIR / "eval.yaml", tmp / "eval.yaml")
-    for group in ("paths", "policy"):
-        shutil.copytree(CONFIG_DIR / group, tmp / group)
-    return tmp
-
-
 def main() -> None:
     """``python eval_policy_on_translated.py translator=x.onnx policy=p.onnx data=path``.
 
@@ -90,7 +73,7 @@ def main() -> None:
     if hint:
         print(f"eval_policy_on_translated.py: error: {hint}", file=sys.stderr)
         sys.exit(1)
-    config_dir = _app_config_dir()
+    config_dir = app_config_dir("eval.yaml")
     try:
         @hydra.main(version_base="1.3", config_path=str(config_dir), config_name="eval")
         def _app(cfg: DictConfig) -> None:

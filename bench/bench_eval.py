@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"settings: {args.n} paired frames at {args.size} px, translator ResnetGenerator ngf "
           f"{args.ngf} × {args.blocks} blocks (ONNX core graph), batch {args.batch_size}, "
           f"{args.workers} decoding threads, {args.bootstrap} bootstrap resamples, LPIPS auto, "
-          f"compute threads {ept._threads(args.threads) or 'library defaults'} each")
+          f"compute threads {ept.threads_setting(args.threads) or 'library defaults'} each")
     cfg = ept.default_config({
         "translator": str(onnx), "policy.path": str(policy), "data": str(data / "test"),
         "out_dir": str(out), "batch_size": args.batch_size, "num_workers": args.workers,

@@ -1,4 +1,4 @@
-"""eval_closed_loop.py: evaluate_closed_loop(cfg) end to end on a tiny world, config, bad inputs."""
+"""eval_closed_loop.py and workflows.closed_loop: evaluate_closed_loop(cfg) end to end on a tiny world, config, bad inputs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import eval_closed_loop as ecl
+from workflows import closed_loop
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +31,7 @@ def _cfg(root: Path, out: Path, **overrides):
         "closed_loop.gif_episode": 0,
     }
     base.update(overrides)
-    return ecl.default_config(base)
+    return closed_loop.default_config(base)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def onnx_translator(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_closed_loop_end_to_end(tiny_synth: Path, onnx_translator: Path, tmp_path: Path) -> None:
     cfg = _cfg(tiny_synth, tmp_path / "cl", translator=["identity", str(onnx_translator)])
-    m = ecl.evaluate_closed_loop(cfg)
+    m = closed_loop.evaluate_closed_loop(cfg)
     names = [s["name"] for s in m["stages"]]
     assert names[:3] == ["expert", "raw", "corrected"] and names[-1] == "sim"
     assert names[3].startswith("translated:") and len(names) == 5  # identity adds no row
@@ -63,7 +64,7 @@ def test_closed_loop_end_to_end(tiny_synth: Path, onnx_translator: Path, tmp_pat
 
 
 def test_config_composes_eval_yaml() -> None:
-    cfg = ecl.default_config()
+    cfg = closed_loop.default_config()
     assert cfg.policy.path.endswith("jetbot_synth_128px_seed0/policy/policy.onnx")
     assert cfg.camera == "auto" and cfg.translator is None
     assert list(cfg.closed_loop.stages) == ["expert", "raw", "corrected", "translated", "sim"]
@@ -71,12 +72,12 @@ def test_config_composes_eval_yaml() -> None:
 
 def test_bad_inputs_name_the_file_or_key(tiny_synth: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"closed_loop.world: .*nope.*dataset.json"):
-        ecl.evaluate_closed_loop(_cfg(tiny_synth, tmp_path, **{"closed_loop.world": str(
+        closed_loop.evaluate_closed_loop(_cfg(tiny_synth, tmp_path, **{"closed_loop.world": str(
             tmp_path / "nope")}))
     with pytest.raises(ValueError, match=r"closed_loop.drive: unknown key\(s\) \['speed'\]"):
-        ecl.evaluate_closed_loop(_cfg(tiny_synth, tmp_path, **{"closed_loop.drive.speed": 1}))
+        closed_loop.evaluate_closed_loop(_cfg(tiny_synth, tmp_path, **{"closed_loop.drive.speed": 1}))
     with pytest.raises(FileNotFoundError, match="translator not found"):
-        ecl.evaluate_closed_loop(_cfg(tiny_synth, tmp_path, translator=str(tmp_path / "x.onnx")))
+        closed_loop.evaluate_closed_loop(_cfg(tiny_synth, tmp_path, translator=str(tmp_path / "x.onnx")))
     assert ecl.run(_cfg(tiny_synth, tmp_path, **{"closed_loop.stages": ["oracle"]})) == 1
 
 

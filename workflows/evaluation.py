@@ -21,10 +21,14 @@ from translate.eval_translators import (
     Translator,
 )
 from translate.evaluate import EvalSettings, evaluate_translators
-from translate.policy import load_policy
+from translate.policy import Policy, load_policy
 
 __all__ = [
     "CONFIG_DIR",
+    "app_config_dir",
+    "load_configured_policy",
+    "load_translators",
+    "threads_setting",
     "ThresholdError",
     "build_eval_set",
     "default_config",
@@ -121,6 +125,80 @@ def load_translator(
         f"translator {path}: unknown kind {suffix!r}; give an .onnx export (or its folder), a "
         "Lightning .ckpt, an official .pth, or identity"
     )
+
+
+def load_translators(cfg: DictConfig, *, threads: int | None, batch_size: int,
+                     skip_identity: bool = False) -> list[Translator]:
+    """The configured translators (``cfg.translator``: one entry or a list), names made unique.
+
+    Args:
+        cfg: the evaluation config (``translator``, ``device``, ``translator_model``).
+        threads: onnxruntime threads of ONNX translators.
+        batch_size: frames per call.
+        skip_identity: leave ``identity`` (and null) entries out (the closed loop has its own
+            raw / corrected rows).
+
+    Returns:
+        One translator per entry, in order.
+    """
+    specs = [s for s in _translator_specs(cfg.get("translator"))
+             if not (skip_identity and s.strip().lower() in ("identity", "none", "null", ""))]
+    return _unique_names([
+        load_translator(s, batch_size=batch_size, device=str(cfg.get("device", "cpu")),
+                        model=str(cfg.get("translator_model", "auto")), threads=threads)
+        for s in specs
+    ])
+
+
+def load_configured_policy(cfg: DictConfig, *, threads: int | None, batch_size: int,
+                           features: bool = False) -> Policy:
+    """The frozen policy of ``cfg.policy`` (built first when asked, see :func:`resolve_policy`).
+
+    Args:
+        cfg: the evaluation config.
+        threads: onnxruntime intra-op threads of an ONNX policy (TorchScript: torch's own).
+        batch_size: frames per policy call.
+        features: also read its penultimate features.
+
+    Returns:
+        The policy.
+    """
+    path = resolve_policy(cfg)
+    kwargs: dict[str, Any] = {}
+    if threads and path.suffix.lower() == ".onnx":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        kwargs["session_options"] = options
+    return load_policy(path, cfg.policy.get("spec") or None, features=features,
+                       batch_size=batch_size, **kwargs)
+
+
+def app_config_dir(*names: str) -> Path:
+    """A private copy of ``configs/<names>`` and the groups they share (``paths/``, ``policy/``),
+    for ``hydra.main`` (the caller removes it).
+
+    ``data`` is a plain key of the evaluation configs but a config group of ``train.yaml`` in the
+    same ``configs/`` folder; Hydra would read ``data=path`` as a group choice and refuse it.
+    Hydra decides that from the config search path, so the app's search path must not see that
+    group.
+
+    Args:
+        *names: the config files, e.g. ``eval.yaml``.
+
+    Returns:
+        The folder.
+    """
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="sim2real-eval-config-"))
+    for name in names:
+        shutil.copy2(CONFIG_DIR / name, tmp / name)
+    for group in ("paths", "policy"):
+        shutil.copytree(CONFIG_DIR / group, tmp / group)
+    return tmp
 
 
 def _run_name(path: Path) -> str:
@@ -273,15 +351,23 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     # Unknown threshold names fail now, not after the whole run.
     check_thresholds({"stages": []}, fail_under, fail_over)
     settings = _settings(cfg)
-    threads = _threads(cfg.get("threads", "auto"))
+    threads = threads_setting(cfg.get("threads", "auto"))
     _ensure_default_data(cfg)
     with _torch_threads(threads):
         return _evaluate(cfg, settings, threads, fail_under, fail_over)
 
 
-def _threads(value: Any) -> int | None:
-    """``auto``: half the CPUs each for the two concurrent compute streams (translator and policy
-    on onnxruntime, paired-image metrics on torch); null/0: the libraries' defaults."""
+def threads_setting(value: Any) -> int | None:
+    """The ``threads`` setting: ``auto`` = half the CPUs each for the two concurrent compute
+    streams (translator and policy on onnxruntime; paired-image metrics or rendering on torch);
+    null/0 = the libraries' defaults; else a positive count.
+
+    Args:
+        value: the setting.
+
+    Returns:
+        Threads per stream, or None for the libraries' defaults.
+    """
     if value is None or value == 0:
         return None
     if str(value).lower() == "auto":
@@ -313,25 +399,9 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 
 def _evaluate(cfg: DictConfig, settings: EvalSettings, threads: int | None,
               fail_under: dict[str, float], fail_over: dict[str, float]) -> dict[str, Any]:
-    policy_kwargs: dict[str, Any] = {}
-    if threads:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        policy_kwargs["session_options"] = options
-    policy_path = resolve_policy(cfg)
-    if policy_path.suffix.lower() != ".onnx":
-        policy_kwargs.pop("session_options", None)  # TorchScript: torch's threads
-    policy = load_policy(policy_path, cfg.policy.get("spec") or None, features=True,
-                         batch_size=settings.batch_size, **policy_kwargs)
-    specs = _translator_specs(cfg.translator)
-    translators = _unique_names([
-        load_translator(s, batch_size=settings.batch_size, device=str(cfg.get("device", "cpu")),
-                        model=str(cfg.get("translator_model", "auto")),
-                        threads=threads)
-        for s in specs
-    ])
+    policy = load_configured_policy(cfg, threads=threads, batch_size=settings.batch_size,
+                                    features=True)
+    translators = load_translators(cfg, threads=threads, batch_size=settings.batch_size)
     eval_set = build_eval_set(cfg)
     camera, camera_source = resolve_camera(cfg.get("camera", "auto"), eval_set, translators)
     result = evaluate_translators(translators, policy, eval_set, camera=camera,
