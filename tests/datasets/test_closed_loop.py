@@ -92,9 +92,12 @@ def test_pipelined_chunks_act_as_one_batch(tiny_synth: Path) -> None:
     np.testing.assert_allclose(acts[0], acts[1], atol=1e-5)
 
 
-@pytest.mark.skipif(not (REFERENCE / "policy" / "policy.onnx").is_file(),
-                    reason="needs the reference policy (data/jetbot_synth_128px_seed0/policy)")
+@pytest.mark.slow  # on a fresh clone it generates the 128 px dataset and trains its policy (~3 min)
 def test_the_oracle_succeeds_where_the_expert_does() -> None:
+    from datasets.jetbot_synth.generate import ensure_dataset
+    from datasets.jetbot_synth.reference_policy import ensure_policy
+
+    ensure_policy(ensure_dataset(REFERENCE, progress=False), progress=False)
     world = _tiny_world(REFERENCE)
     policy = load_policy(REFERENCE / "policy" / "policy.onnx")
     drive = DriveConfig()
