@@ -1,4 +1,5 @@
 """Tests for datasets.jetbot_synth.__main__: the dataset CLI."""
+
 from __future__ import annotations
 
 import json

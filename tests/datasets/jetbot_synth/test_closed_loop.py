@@ -1,4 +1,5 @@
 """Closed-loop evaluation core: stages, seeded repeatable runs, the oracle, the summary, sessions."""
+
 from __future__ import annotations
 
 import dataclasses

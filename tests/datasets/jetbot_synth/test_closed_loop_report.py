@@ -1,4 +1,5 @@
 """Tests for datasets.jetbot_synth.closed_loop_report: the closed-loop report files."""
+
 from __future__ import annotations
 
 import json

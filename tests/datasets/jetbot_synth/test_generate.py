@@ -1,4 +1,5 @@
 """Tests for datasets.jetbot_synth.generate: rendered arrays, contact sheet and the dataset writer."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Tests for datasets.jetbot_synth.policy_net: the reference rl_games network and its seed-style ONNX export."""
+
 from __future__ import annotations
 
 from pathlib import Path

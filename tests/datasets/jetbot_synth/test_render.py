@@ -1,4 +1,5 @@
 """Tests for datasets.jetbot_synth.render: the renderer's shapes, determinism, lens and noise."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """Tests for datasets.jetbot_synth.train_policy: behaviour cloning and the turn-agreement metric."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Tests for datasets.jetbot_synth.world: state sampling and the expert."""
+
 from __future__ import annotations
 
 import dataclasses
