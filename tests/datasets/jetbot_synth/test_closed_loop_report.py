@@ -13,7 +13,7 @@ from datasets.jetbot_synth.closed_loop import (
     StageSpec,
     summarise,
 )
-from datasets.jetbot_synth.closed_loop_report import write_closed_loop_report
+from datasets.jetbot_synth.closed_loop_report import format_rate, write_closed_loop_report
 from datasets.jetbot_synth.drive import EpisodeLog, start_states
 from datasets.jetbot_synth.world import WorldConfig
 
@@ -45,3 +45,9 @@ def test_report_files(tmp_path: Path) -> None:
         assert (tmp_path / name).is_file(), name
     assert json.loads(Path(files["metrics"]).read_text())["config"] == {"x": 1}
     assert "20.0 %" in (tmp_path / "report.md").read_text()
+
+
+def test_format_rate() -> None:
+    assert format_rate({"value": 0.41666, "ci": [0.193, 0.68]}) == "41.7 % [19.3, 68.0]"
+    assert format_rate({"value": 0.5}) == "50.0 %"
+    assert format_rate(None) == format_rate({"value": None}) == "—"
