@@ -16,7 +16,6 @@ from models.cyclegan.module import CycleGANModule
 from models.networks import ResnetGenerator
 from translate.camera import CameraModel, CameraRig
 from translate.export_format import ROBOT_FILE, read_export_metadata
-from workflows import export as export_lib
 
 TINY_G = {"ngf": 8, "n_blocks": 2}
 
@@ -52,6 +51,17 @@ def _lightning_ckpt(module: torch.nn.Module, path: Path) -> Path:
 
 def _no_temp_files(folder: Path) -> None:
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def _cyclegan_ckpt(path: Path, **extra: object) -> tuple[CycleGANModule, Path]:
+    m = CycleGANModule(generator=TINY_G, discriminator={"ndf": 8}, name="cyclegan")
+    _randomize(m.netG_A)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams), **extra}, path)
+    return m, path
+
+
+_RIG = CameraRig(CameraModel.from_fov(48, 40, 150.0, model="fisheye"), CameraModel.from_fov(32, 32, 100.0))
 
 
 def test_official_cyclegan_with_module_prefix(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -171,22 +181,6 @@ def test_official_needs_model_and_options_match(
     assert "--model cyclegan or cut" in capsys.readouterr().err
     assert main(["--official", str(pth), "--model", "cyclegan", "--ngf", "16", "--out", out]) == 1
     assert "use ngf=8" in capsys.readouterr().err
-
-
-def test_default_size_from_datamodule_hparams() -> None:
-    assert export_lib._default_size({"datamodule_hyper_parameters": {"crop_size": 64}}) == 64
-    assert export_lib._default_size({}) == 256
-
-
-def _cyclegan_ckpt(path: Path, **extra: object) -> tuple[CycleGANModule, Path]:
-    m = CycleGANModule(generator=TINY_G, discriminator={"ndf": 8}, name="cyclegan")
-    _randomize(m.netG_A)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams), **extra}, path)
-    return m, path
-
-
-_RIG = CameraRig(CameraModel.from_fov(48, 40, 150.0, model="fisheye"), CameraModel.from_fov(32, 32, 100.0))
 
 
 def test_export_keeps_the_correction_the_run_trained_with(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -19,14 +19,13 @@ from datasets.jetbot_synth.closed_loop import (
     session_temporal,
     summarise,
 )
-from datasets.jetbot_synth.closed_loop_report import write_closed_loop_report
 from datasets.jetbot_synth.drive import DriveConfig, EpisodeLog, start_states
 from datasets.jetbot_synth.world import WorldConfig, make_rig
 from translate.camera import CameraCorrection
 from translate.policy import load_policy
 from translate.recording import RecordingSession, SessionWriter
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 REFERENCE = REPO / "data" / "jetbot_synth_128px_seed0"
 QUIET = ClosedLoopSettings(progress=False, bootstrap_n=100)
 
@@ -42,6 +41,16 @@ class _Identity:
 
 def _tiny_world(root: Path) -> WorldConfig:
     return WorldConfig.from_dict(json.loads((root / "dataset.json").read_text())["world"])
+
+
+def _fake_run(name: str, kind: str, successes: int, n: int = 10) -> StageRun:
+    steps = np.full(n, 5)
+    outcome = ["success"] * successes + ["timeout"] * (n - successes)
+    actions = np.tile(np.array([[0.0, 0.0], [0.2, 0.0], [0.2, 0.4], [0.2, 0.4], [0.2, 0.4]]),
+                      (n, 1, 1))
+    log = EpisodeLog(np.zeros((n, 6, 3)), actions, steps, outcome, np.ones(n), np.ones(n),
+                     info={"dt": 0.1})
+    return StageRun(StageSpec(name, kind, name), log, out_change=8.0, in_change=4.0, n_changes=4)
 
 
 def test_build_stages_orders_rows_and_rejects_unknown_kinds() -> None:
@@ -109,16 +118,6 @@ def test_the_oracle_succeeds_where_the_expert_does() -> None:
     assert sim[expert].all(), [r.log.outcome for r in res.runs]
 
 
-def _fake_run(name: str, kind: str, successes: int, n: int = 10) -> StageRun:
-    steps = np.full(n, 5)
-    outcome = ["success"] * successes + ["timeout"] * (n - successes)
-    actions = np.tile(np.array([[0.0, 0.0], [0.2, 0.0], [0.2, 0.4], [0.2, 0.4], [0.2, 0.4]]),
-                      (n, 1, 1))
-    log = EpisodeLog(np.zeros((n, 6, 3)), actions, steps, outcome, np.ones(n), np.ones(n),
-                     info={"dt": 0.1})
-    return StageRun(StageSpec(name, kind, name), log, out_change=8.0, in_change=4.0, n_changes=4)
-
-
 def test_summary_gap_closed_wilson_and_jitter() -> None:
     world = WorldConfig(size=32)
     starts = start_states(10, 0, world)
@@ -135,22 +134,6 @@ def test_summary_gap_closed_wilson_and_jitter() -> None:
     assert tr["time_to_success_s"] == pytest.approx(0.5)
     assert sim["gap_closed"]["value"] is None and sum(m["categories"].values()) == 10
     assert set(tr["by_category"]) == {s.category for s in starts}
-
-
-def test_report_files(tmp_path: Path) -> None:
-    starts = start_states(10, 0, WorldConfig(size=32))
-    runs = [_fake_run("raw", "raw", 2), _fake_run("sim", "sim", 8)]
-    runs[0].gif = [(np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 9, np.uint8))] * 3
-    from datasets.jetbot_synth.closed_loop import ClosedLoopResult
-
-    res = ClosedLoopResult(starts, runs, summarise(runs, starts, QUIET))
-    files = write_closed_loop_report(res, tmp_path, config={"x": 1})
-    for name in ("metrics.json", "episodes.csv", "report.md", "report.html",
-                 "figures/trajectories_raw.png", "figures/episode_raw.gif",
-                 "figures/strip_raw.png"):
-        assert (tmp_path / name).is_file(), name
-    assert json.loads(Path(files["metrics"]).read_text())["config"] == {"x": 1}
-    assert "20.0 %" in (tmp_path / "report.md").read_text()
 
 
 def test_session_temporal(tmp_path: Path, tiny_synth: Path) -> None:
