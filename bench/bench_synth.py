@@ -17,20 +17,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import cpu_model  # noqa: E402
 from datasets.jetbot_synth.render import Renderer  # noqa: E402
 from datasets.jetbot_synth.world import WorldConfig, sample_states  # noqa: E402
 
 __all__ = ["main"]
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _load() -> str:
@@ -60,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, nargs="+", default=[1, torch.get_num_threads()])
     args = p.parse_args(argv)
 
-    print(f"machine: {_cpu_model()}, {os.cpu_count()} logical CPUs, {platform.machine()}, "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.machine()}, "
           f"python {platform.python_version()}, torch {torch.__version__}")
     print(f"load average before: {_load()} (other processes share these cores: the figures "
           "vary from run to run; the best of the repeats is the machine's, the median is typical)")

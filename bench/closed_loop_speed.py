@@ -27,15 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from bench.machine import cpu_model  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    machine = (f"{platform.node()}, CPU {_cpu_model()}, {cores} usable cores, python "
+    machine = (f"{platform.node()}, CPU {cpu_model()}, {cores} usable cores, python "
                f"{platform.python_version()}, torch {torch.__version__}, onnxruntime "
                f"{ort.__version__}")
     print(f"machine: {machine}\nload average at start: {load_start}", flush=True)

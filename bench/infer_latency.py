@@ -29,17 +29,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import cpu_model  # noqa: E402
+
 __all__ = ["main"]
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _gpu_name() -> str | None:
@@ -61,7 +54,7 @@ def machine() -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = _gpu_name()
     lines = [
-        f"machine: {platform.node()}, CPU {_cpu_model()}, {cores} usable cores "
+        f"machine: {platform.node()}, CPU {cpu_model()}, {cores} usable cores "
         f"(os.cpu_count {os.cpu_count()}), GPU {gpu or 'none'}",
         f"versions: python {platform.python_version()}, onnxruntime {ort.__version__} "
         f"(providers {ort.get_available_providers()}), torch {torch.__version__}, "
@@ -294,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{res['p95']:>8.2f} {res['mean']:>8.2f} {res['min']:>8.2f} "
               f"{1000 / res['p50']:>8.1f}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine: {_cpu_model()}, {os.cpu_count()} cores, GPU {_gpu_name() or 'none'}, "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, GPU {_gpu_name() or 'none'}, "
           f"onnxruntime {ort.__version__}, load average now {load:.2f}")
     return 0
 
