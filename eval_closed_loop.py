@@ -7,16 +7,14 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as eval_policy_on_translated.py: small maths
 
 import logging
-import shutil
 import sys
 
-import hydra
 from omegaconf import DictConfig
 
 from translate.eval_translators import TranslatorOutputError
 from translate.policy import PolicySpecError
 from workflows.closed_loop import evaluate_closed_loop
-from workflows.evaluation import app_config_dir
+from workflows.evaluation import run_hydra_app
 
 __all__ = ["main", "run"]
 
@@ -36,17 +34,7 @@ def run(cfg: DictConfig) -> int:
 
 def main() -> None:
     """``python eval_closed_loop.py translator=x.onnx``; exits 0 when done, 1 on an error."""
-    config_dir = app_config_dir("eval.yaml", "closed_loop.yaml")
-    try:
-        @hydra.main(version_base="1.3", config_path=str(config_dir), config_name="closed_loop")
-        def _app(cfg: DictConfig) -> None:
-            code = run(cfg)
-            if code:
-                sys.exit(code)
-
-        _app()
-    finally:
-        shutil.rmtree(config_dir, ignore_errors=True)
+    run_hydra_app(run, "closed_loop", "eval.yaml", "closed_loop.yaml")
 
 
 if __name__ == "__main__":

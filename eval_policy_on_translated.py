@@ -10,19 +10,17 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import logging
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from translate.eval_sets import EvalDataError
 from translate.eval_translators import TranslatorOutputError
 from translate.imageio import DataFolderError, ImageDecodeError
 from translate.policy import PolicySpecError
-from workflows.evaluation import CONFIG_DIR, app_config_dir, evaluate
+from workflows.evaluation import CONFIG_DIR, evaluate, run_hydra_app
 
 __all__ = ["main", "run"]
 
@@ -65,7 +63,7 @@ def _old_policy_form(argv: Sequence[str]) -> str | None:
 
 
 def main() -> None:
-    """``python eval_policy_on_translated.py translator=x.onnx policy=p.onnx data=path``.
+    """``python eval_policy_on_translated.py translator=x.onnx policy=custom policy.path=p.onnx data=path``.
 
     Exits 0 when done and every threshold passed, 1 on an error, 2 on a violated threshold.
     """
@@ -73,17 +71,7 @@ def main() -> None:
     if hint:
         print(f"eval_policy_on_translated.py: error: {hint}", file=sys.stderr)
         sys.exit(1)
-    config_dir = app_config_dir("eval.yaml")
-    try:
-        @hydra.main(version_base="1.3", config_path=str(config_dir), config_name="eval")
-        def _app(cfg: DictConfig) -> None:
-            code = run(cfg)
-            if code:
-                sys.exit(code)
-
-        _app()
-    finally:
-        shutil.rmtree(config_dir, ignore_errors=True)
+    run_hydra_app(run, "eval", "eval.yaml")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import contextlib
 import datetime
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from translate.policy import Policy, load_policy
 
 __all__ = [
     "CONFIG_DIR",
-    "app_config_dir",
+    "run_hydra_app",
     "load_configured_policy",
     "load_translators",
     "threads_setting",
@@ -175,30 +175,41 @@ def load_configured_policy(cfg: DictConfig, *, threads: int | None, batch_size: 
                        batch_size=batch_size, **kwargs)
 
 
-def app_config_dir(*names: str) -> Path:
-    """A private copy of ``configs/<names>`` and the groups they share (``paths/``, ``policy/``),
-    for ``hydra.main`` (the caller removes it).
+def run_hydra_app(run: Callable[[DictConfig], int], config_name: str, *names: str) -> None:
+    """Run ``run`` as a ``hydra.main`` app on ``configs/<names>``; exit with its non-zero code.
 
-    ``data`` is a plain key of the evaluation configs but a config group of ``train.yaml`` in the
-    same ``configs/`` folder; Hydra would read ``data=path`` as a group choice and refuse it.
-    Hydra decides that from the config search path, so the app's search path must not see that
-    group.
+    The app reads a private copy of those files and the groups they share (``paths/``,
+    ``policy/``), removed afterwards: ``data`` is a plain key of the evaluation configs but a
+    config group of ``train.yaml`` in the same ``configs/`` folder, and Hydra, deciding that from
+    the config search path, would read ``data=path`` as a group choice and refuse it.
 
     Args:
-        *names: the config files, e.g. ``eval.yaml``.
-
-    Returns:
-        The folder.
+        run: the app's body, ``cfg → exit code`` (0 = done).
+        config_name: the primary config, e.g. ``eval``.
+        *names: the config files to copy, e.g. ``eval.yaml``.
     """
     import shutil
+    import sys
     import tempfile
 
+    import hydra
+
     tmp = Path(tempfile.mkdtemp(prefix="sim2real-eval-config-"))
-    for name in names:
-        shutil.copy2(CONFIG_DIR / name, tmp / name)
-    for group in ("paths", "policy"):
-        shutil.copytree(CONFIG_DIR / group, tmp / group)
-    return tmp
+    try:
+        for name in names:
+            shutil.copy2(CONFIG_DIR / name, tmp / name)
+        for group in ("paths", "policy"):
+            shutil.copytree(CONFIG_DIR / group, tmp / group)
+
+        @hydra.main(version_base="1.3", config_path=str(tmp), config_name=config_name)
+        def _app(cfg: DictConfig) -> None:
+            code = run(cfg)
+            if code:
+                sys.exit(code)
+
+        _app()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _run_name(path: Path) -> str:
