@@ -9,38 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.networks import ResnetGenerator
-from translate.camera import CameraCorrection, CameraModel
-from translate.export import export_generator
 from translate.export_format import read_export_metadata
 from translate.fusion import fuse_translator_and_policy
 from translate.policy import PolicySpec, load_policy
 from translate.runtime import FusedPolicy, Translator
-
-
-@pytest.fixture(scope="module")
-def gen() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return ResnetGenerator(ngf=8, n_blocks=2).eval()
-
-
-@pytest.fixture(scope="module")
-def corr() -> CameraCorrection:
-    real = CameraModel.from_fov(24, 20, 150.0, model="fisheye", dist=(0.05, -0.01, 0.002, 0.0))
-    return CameraCorrection(real, CameraModel.from_fov(16, 16, 100.0))
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory, gen: torch.nn.Module,
-             corr: CameraCorrection) -> dict[str, Any]:
-    """Core + robot graphs of a tiny generator with a fisheye correction and BGR robot input."""
-    out = tmp_path_factory.mktemp("rt_export")
-    return export_generator(gen, out, camera=corr, input_channel_order="BGR")
-
-
-@pytest.fixture(scope="module")
-def frames() -> np.ndarray:
-    return np.random.default_rng(1).integers(0, 256, (3, 20, 24, 3), dtype=np.uint8)  # BGR
 
 
 def _linear_policy(path: Path, layout: str, dtype: str, scale: float, size: int = 16) -> Path:
