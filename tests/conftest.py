@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 torch.set_num_threads(1)  # tiny tensors: one thread is faster than two fighting on a 2-core runner
 
@@ -57,6 +61,27 @@ def tiny_unpaired(tmp_path_factory: pytest.TempPathFactory) -> Path:
         sim[8 + i : 16 + i, 8:16] = (200, 30, 30)
         write_image(root / "sim" / f"{i:03d}.png", sim)
     return root
+
+
+def tiny_eval_cfg(root: Path, out: Path, **overrides: object) -> DictConfig:
+    """The evaluation config (``workflows.evaluation.default_config``) on a tiny jetbot_synth
+    folder ``root``: its test split and policy, quiet, few bootstrap draws and figures."""
+    from workflows import evaluation
+
+    base: dict[str, object] = {
+        "data": str(root / "test"),
+        "policy.path": str(root / "policy" / "policy.onnx"),
+        "out_dir": str(out),
+        "progress": False,
+        "print_table": False,
+        "bootstrap.n": 100,
+        "report.strips": 2,
+        "report.worst": 2,
+        "policy.build_if_missing": False,
+        "synth.build_if_missing": False,
+    }
+    base.update(overrides)
+    return evaluation.default_config(base)
 
 
 def tiny_train_overrides(model: str, data_root: Path, runs_dir: Path, steps: int = 3) -> list[str]:

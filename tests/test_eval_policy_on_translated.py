@@ -7,38 +7,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import tiny_eval_cfg
 
 import eval_policy_on_translated as ept
-from workflows import evaluation
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _cfg(root: Path, out: Path, **overrides):
-    base = {
-        "data": str(root / "test"),
-        "policy.path": str(root / "policy" / "policy.onnx"),
-        "out_dir": str(out),
-        "progress": False,
-        "print_table": False,
-        "bootstrap.n": 100,
-        "report.strips": 2,
-        "report.worst": 2,
-        "policy.build_if_missing": False,
-        "synth.build_if_missing": False,
-    }
-    base.update(overrides)
-    return evaluation.default_config(base)
-
-
 def test_run_exit_codes(tiny_synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    fail = _cfg(tiny_synth, tmp_path / "a", max_frames=4, **{"fail_under.turn_agreement": 1.01})
+    fail = tiny_eval_cfg(tiny_synth, tmp_path / "a", max_frames=4, **{"fail_under.turn_agreement": 1.01})
     assert ept.run(fail) == 2
     err = capsys.readouterr().err
     assert "threshold(s) violated" in err and "turn_agreement" in err and "< 1.01" in err
-    ok = _cfg(tiny_synth, tmp_path / "b", max_frames=4, **{"fail_over.action_mae": 10.0})
+    ok = tiny_eval_cfg(tiny_synth, tmp_path / "b", max_frames=4, **{"fail_over.action_mae": 10.0})
     assert ept.run(ok) == 0
-    bad = _cfg(tiny_synth, tmp_path / "c", **{"fail_under.turn_agreemnt": 0.8})
+    bad = tiny_eval_cfg(tiny_synth, tmp_path / "c", **{"fail_under.turn_agreemnt": 0.8})
     assert ept.run(bad) == 1
     assert "unknown metric; valid names" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()  # refused before any work

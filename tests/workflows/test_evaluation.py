@@ -9,27 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_eval_cfg
 
 import eval_policy_on_translated as ept
 from translate.policy import SpecMismatchError
 from workflows import evaluation
-
-
-def _cfg(root: Path, out: Path, **overrides):
-    base = {
-        "data": str(root / "test"),
-        "policy.path": str(root / "policy" / "policy.onnx"),
-        "out_dir": str(out),
-        "progress": False,
-        "print_table": False,
-        "bootstrap.n": 100,
-        "report.strips": 2,
-        "report.worst": 2,
-        "policy.build_if_missing": False,
-        "synth.build_if_missing": False,
-    }
-    base.update(overrides)
-    return evaluation.default_config(base)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +31,7 @@ def onnx_translator(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_evaluate_writes_the_report(tiny_synth: Path, onnx_translator: Path, tmp_path: Path) -> None:
-    cfg = _cfg(tiny_synth, tmp_path / "eval", translator=["identity", str(onnx_translator)])
+    cfg = tiny_eval_cfg(tiny_synth, tmp_path / "eval", translator=["identity", str(onnx_translator)])
     m = evaluation.evaluate(cfg)
     assert m["schema_version"] == 1
     assert [st["name"] for st in m["stages"]] == [
@@ -65,7 +49,7 @@ def test_evaluate_writes_the_report(tiny_synth: Path, onnx_translator: Path, tmp
 
 def test_missing_policy_is_a_clear_error(tiny_synth: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture) -> None:
-    cfg = _cfg(tiny_synth, tmp_path / "out", **{"policy.path": str(tmp_path / "nope.onnx")})
+    cfg = tiny_eval_cfg(tiny_synth, tmp_path / "out", **{"policy.path": str(tmp_path / "nope.onnx")})
     with pytest.raises(FileNotFoundError, match=r"policy model not found: .*nope\.onnx"):
         evaluation.evaluate(cfg)
     assert ept.run(cfg) == 1
@@ -75,7 +59,7 @@ def test_missing_policy_is_a_clear_error(tiny_synth: Path, tmp_path: Path,
 def test_spec_that_contradicts_the_model(tiny_synth: Path, tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text("preset: rl_games\nheight: 64\nwidth: 64\n")
-    cfg = _cfg(tiny_synth, tmp_path / "out", **{"policy.spec": str(spec)})
+    cfg = tiny_eval_cfg(tiny_synth, tmp_path / "out", **{"policy.spec": str(spec)})
     with pytest.raises(SpecMismatchError, match="height: 64"):
         evaluation.evaluate(cfg)
 
@@ -85,7 +69,7 @@ def test_empty_evaluation_set(tiny_synth: Path, tmp_path: Path) -> None:
     empty.mkdir()
     (empty / "manifest.jsonl").write_text("")
     with pytest.raises(ValueError, match="empty"):
-        evaluation.evaluate(_cfg(tiny_synth, tmp_path / "out", data=str(empty)))
+        evaluation.evaluate(tiny_eval_cfg(tiny_synth, tmp_path / "out", data=str(empty)))
 
 
 def test_reference_policy_is_built_when_missing(tiny_synth: Path, tmp_path: Path,
@@ -105,9 +89,9 @@ def test_reference_policy_is_built_when_missing(tiny_synth: Path, tmp_path: Path
 
     monkeypatch.setattr(reference_policy, "ensure_policy", fake_ensure_policy)
     with pytest.raises(FileNotFoundError, match=r"policy\.build_if_missing=true"):
-        evaluation.evaluate(_cfg(root, tmp_path / "a", max_frames=2))
+        evaluation.evaluate(tiny_eval_cfg(root, tmp_path / "a", max_frames=2))
     assert not calls
-    m = evaluation.evaluate(_cfg(root, tmp_path / "b", max_frames=2, **{"policy.build_if_missing": True}))
+    m = evaluation.evaluate(tiny_eval_cfg(root, tmp_path / "b", max_frames=2, **{"policy.build_if_missing": True}))
     assert calls == [root] and m["policy"]["path"] == str(root / "policy" / "policy.onnx")
 
 
