@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,12 @@ from datasets.jetbot_synth.closed_loop import (
     STAGE_KINDS,
     ClosedLoopSettings,
     StageRun,
-    StageSpec,
     build_stages,
     run_closed_loop,
     session_temporal,
     summarise,
 )
-from datasets.jetbot_synth.drive import DriveConfig, EpisodeLog, start_states
+from datasets.jetbot_synth.drive import DriveConfig, start_states
 from datasets.jetbot_synth.world import WorldConfig, make_rig
 from translate.camera import CameraCorrection
 from translate.policy import load_policy
@@ -41,16 +41,6 @@ class _Identity:
 
 def _tiny_world(root: Path) -> WorldConfig:
     return WorldConfig.from_dict(json.loads((root / "dataset.json").read_text())["world"])
-
-
-def _fake_run(name: str, kind: str, successes: int, n: int = 10) -> StageRun:
-    steps = np.full(n, 5)
-    outcome = ["success"] * successes + ["timeout"] * (n - successes)
-    actions = np.tile(np.array([[0.0, 0.0], [0.2, 0.0], [0.2, 0.4], [0.2, 0.4], [0.2, 0.4]]),
-                      (n, 1, 1))
-    log = EpisodeLog(np.zeros((n, 6, 3)), actions, steps, outcome, np.ones(n), np.ones(n),
-                     info={"dt": 0.1})
-    return StageRun(StageSpec(name, kind, name), log, out_change=8.0, in_change=4.0, n_changes=4)
 
 
 def test_build_stages_orders_rows_and_rejects_unknown_kinds() -> None:
@@ -118,11 +108,11 @@ def test_the_oracle_succeeds_where_the_expert_does() -> None:
     assert sim[expert].all(), [r.log.outcome for r in res.runs]
 
 
-def test_summary_gap_closed_wilson_and_jitter() -> None:
+def test_summary_gap_closed_wilson_and_jitter(fake_run: Callable[..., StageRun]) -> None:
     world = WorldConfig(size=32)
     starts = start_states(10, 0, world)
-    runs = [_fake_run("raw", "raw", 2), _fake_run("translated:x", "translated", 5),
-            _fake_run("sim", "sim", 8)]
+    runs = [fake_run("raw", "raw", 2), fake_run("translated:x", "translated", 5),
+            fake_run("sim", "sim", 8)]
     m = summarise(runs, starts, QUIET)
     raw, tr, sim = m["stages"]
     assert tr["gap_closed"]["value"] == pytest.approx(0.5)

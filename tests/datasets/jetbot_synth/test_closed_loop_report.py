@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,30 +11,19 @@ import numpy as np
 from datasets.jetbot_synth.closed_loop import (
     ClosedLoopSettings,
     StageRun,
-    StageSpec,
     summarise,
 )
 from datasets.jetbot_synth.closed_loop_report import format_rate, write_closed_loop_report
-from datasets.jetbot_synth.drive import EpisodeLog, start_states
+from datasets.jetbot_synth.drive import start_states
 from datasets.jetbot_synth.world import WorldConfig
 
 REPO = Path(__file__).resolve().parents[3]
 QUIET = ClosedLoopSettings(progress=False, bootstrap_n=100)
 
 
-def _fake_run(name: str, kind: str, successes: int, n: int = 10) -> StageRun:
-    steps = np.full(n, 5)
-    outcome = ["success"] * successes + ["timeout"] * (n - successes)
-    actions = np.tile(np.array([[0.0, 0.0], [0.2, 0.0], [0.2, 0.4], [0.2, 0.4], [0.2, 0.4]]),
-                      (n, 1, 1))
-    log = EpisodeLog(np.zeros((n, 6, 3)), actions, steps, outcome, np.ones(n), np.ones(n),
-                     info={"dt": 0.1})
-    return StageRun(StageSpec(name, kind, name), log, out_change=8.0, in_change=4.0, n_changes=4)
-
-
-def test_report_files(tmp_path: Path) -> None:
+def test_report_files(tmp_path: Path, fake_run: Callable[..., StageRun]) -> None:
     starts = start_states(10, 0, WorldConfig(size=32))
-    runs = [_fake_run("raw", "raw", 2), _fake_run("sim", "sim", 8)]
+    runs = [fake_run("raw", "raw", 2), fake_run("sim", "sim", 8)]
     runs[0].gif = [(np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 9, np.uint8))] * 3
     from datasets.jetbot_synth.closed_loop import ClosedLoopResult
 
