@@ -18,11 +18,13 @@ would; the look's test split is only scored), and prints raw / translated / sim 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -94,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--looks-dir", type=Path, default=REPO / "data" / "heldout")
     ap.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "heldout")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads per run")
+    ap.add_argument("--parallel", type=int, default=1,
+                    help="runs at a time (on one GPU only with CUDA MPS running: without it they "
+                         "time-slice the GPU and each runs fewer iterations in its wall-clock guard)")
     ap.add_argument("--extra", nargs="*", default=[], help="overrides for every run (say why in the report)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--table", type=Path, default=None, help="print the table of a saved JSON and exit")
@@ -116,14 +121,24 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         pass
     results: list[dict[str, Any]] = []
-    for look in args.looks:
-        root = build_heldout_dataset(args.src, args.looks_dir / look, look, seed=0)
-        for seed in args.seeds:
-            print(f"[heldout] {args.recipe} on {look}, seed {seed}", flush=True)
-            results.append(run_one(args.recipe, root, seed, policy, args.runs_dir, args.threads, args.extra))
+    jobs = [(build_heldout_dataset(args.src, args.looks_dir / look, look, seed=0), seed)
+            for look in args.looks for seed in args.seeds]
+    lock = threading.Lock()
+
+    def one(job: tuple[Path, int]) -> None:
+        root, seed = job
+        print(f"[heldout] {args.recipe} on {root.name}, seed {seed}", flush=True)
+        rec = run_one(args.recipe, root, seed, policy, args.runs_dir, args.threads, args.extra)
+        with lock:
+            results.append(rec)
+            results.sort(key=lambda r: (r["look"], r["seed"]))
             if args.json:
                 args.json.parent.mkdir(parents=True, exist_ok=True)
-                args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=1))
+                args.json.write_text(json.dumps({"machine": machine, "parallel": args.parallel,
+                                                 "results": results}, indent=1))
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, args.parallel)) as pool:
+        list(pool.map(one, jobs))
     print(table(results))
     return 0 if all(r["returncode"] == 0 for r in results) else 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -216,6 +217,7 @@ class TranslatorModule(L.LightningModule):
         policy_losses: Mapping[str, Any] | None = None,
         val_dead_zone: float = 0.05,
         distill: Mapping[str, Any] | None = None,
+        ema_decay: float = 0.0,
     ) -> None:
         super().__init__()
         self.lr = lr
@@ -241,6 +243,9 @@ class TranslatorModule(L.LightningModule):
                 "model.distill.policy > 0 needs the frozen policy: set policy.path (or "
                 "policy=jetbot_synth), or model.distill.policy=0"
             )
+        if not 0.0 <= float(ema_decay) < 1.0:
+            raise ValueError(f"model.ema_decay must be in [0, 1) (0 = off), got {ema_decay}")
+        self.ema_decay = float(ema_decay)
         self._teacher: nn.Module | None = None
         self._frozen_policy: TorchPolicy | None = None
         self._val_outputs: list[dict[str, torch.Tensor]] = []
@@ -491,7 +496,12 @@ class TranslatorModule(L.LightningModule):
             for tag, gen, src, partner in self.validation_directions():
                 if src not in batch or partner not in batch:
                     continue
-                out = translated if (translated is not None and src == "real" and gen is self) else gen(batch[src])
+                if gen is self:
+                    gen = self.deployable_generator()
+                    if translated is not None and src == "real":
+                        self.add_strip(tag, [batch[src], translated, batch[partner]], self.global_step)
+                        continue
+                out = gen(batch[src])
                 self.add_strip(tag, [batch[src], out, batch[partner]], self.global_step)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -501,7 +511,7 @@ class TranslatorModule(L.LightningModule):
                 self.log_validation_strips(batch)
             return
         with torch.no_grad():
-            translated = self(batch["real"])
+            translated = self.deployable_generator()(batch["real"])
             if batch_idx == 0:
                 self.log_validation_strips(batch, translated)
             out = {
@@ -511,6 +521,10 @@ class TranslatorModule(L.LightningModule):
                 "moved": (translated.float() - batch["real"].float()).abs().mean(dim=(1, 2, 3)),
                 "colour": translated.float().mean(dim=(2, 3)),
             }
+            pair = self.__dict__.get("_ema_pair")
+            if pair is not None:
+                # the live (not averaged) generator too: val/*_live is what the average buys
+                out["translated_live"] = pol(getattr(self, pair[0])(batch["real"])).action
             if self._val_baseline is None:
                 # the report's stages: raw = the real frame as recorded (not lens-corrected)
                 out["raw"] = pol(batch.get("raw", batch["real"])).action
@@ -543,6 +557,11 @@ class TranslatorModule(L.LightningModule):
             metrics["val/gap_closed"] = math.nan if value is None else value
             metrics["val/action_mae_raw"] = b["mae_raw"]
             metrics["val/action_mae_sim"] = b["mae_sim"]
+        if "translated_live" in cat and self._val_baseline is not None:
+            live = action_metrics(cat["translated_live"], ref, dead_zone=self.val_dead_zone)
+            value, _ = gap_closed(self._val_baseline["mae_raw"], live["action_mae"], self._val_baseline["mae_sim"])
+            metrics["val/gap_closed_live"] = math.nan if value is None else value
+            metrics["val/turn_agreement_live"] = live.get("turn_agreement", math.nan)
         health = translator_health(cat["translated"], self._val_sim_actions,
                                    cat["moved"], cat["colour"], self.val_dead_zone)
         metrics.update({f"val/{k}": v for k, v in health.items() if k != "warnings"})
@@ -651,6 +670,7 @@ class TranslatorModule(L.LightningModule):
         else:
             losses, ctx = self.eager_iteration(batch)
         self.check_finite(losses, step)
+        self.update_ema(step)
         self.log_losses(losses, int(batch["real"].shape[0]))
         self.log_iteration(ctx)
 
@@ -762,6 +782,48 @@ class TranslatorModule(L.LightningModule):
         (:func:`models.checkpointing.load_lightning_generator`), without this module's class.
         """
         self.__dict__["_generator_record"] = {"kwargs": dict(kwargs), "prefix": prefix}
+
+    def init_ema(self) -> None:
+        """Build the exponential moving average of the real→sim generator (``model.ema_decay`` > 0).
+
+        Call at the end of a subclass's ``__init__``, after :meth:`remember_generator` and the
+        networks. The average is a frozen copy registered as ``<generator>_ema`` (so it is in
+        every checkpoint and a resumed run continues it exactly); the remembered prefix moves to
+        it, so validation, best-checkpoint selection and the export all use the averaged weights.
+        GAN generators oscillate from one check to the next; their weight average does not
+        (Yazıcı et al. 2019, "The unusual effectiveness of averaging in GAN training").
+        """
+        if self.ema_decay <= 0:
+            return
+        record = self.__dict__["_generator_record"]
+        live_name = str(record["prefix"]).rstrip(".")
+        if live_name.endswith("_ema"):
+            return
+        ema = copy.deepcopy(getattr(self, live_name)).requires_grad_(False)
+        setattr(self, f"{live_name}_ema", ema)
+        self.__dict__["_ema_pair"] = (live_name, f"{live_name}_ema")
+        record["prefix"] = f"{live_name}_ema."
+
+    def update_ema(self, step: int) -> None:
+        """Move the averaged generator toward the live one after an iteration's optimiser steps.
+
+        ``ema ← ema + (1 − d) · (live − ema)`` with ``d = min(ema_decay, (1 + t) / (10 + t))`` at
+        iteration ``t = step`` (the usual warm-up: early weights are forgotten fast). No-op when
+        off. Called at the end of ``training_step``, so a checkpoint taken after the iteration
+        (the callbacks' ``on_train_batch_end``) holds the updated average.
+        """
+        pair = self.__dict__.get("_ema_pair")
+        if pair is None:
+            return
+        live, ema = (getattr(self, n) for n in pair)
+        t = int(step)
+        decay = min(self.ema_decay, (1.0 + t) / (10.0 + t))
+        with torch.no_grad():
+            ema_p = [p for p in ema.parameters()]
+            live_p = [p.detach() for p in live.parameters()]
+            torch._foreach_lerp_(ema_p, live_p, 1.0 - decay)
+            for b_ema, b in zip(ema.buffers(), live.buffers(), strict=True):
+                b_ema.copy_(b)
 
     def deployable_generator(self) -> nn.Module:
         """The real→sim network alone, what ``forward(x)`` runs: what the export writes (not the

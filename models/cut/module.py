@@ -88,6 +88,7 @@ class CUTModule(TranslatorModule):
         self.remember_generator(g, "netG.")
         self.netG = build_generator(**g)
         self.netD = build_discriminator(**d)
+        self.init_ema()
         self.nce_layers = [int(i) for i in nce_layers]
         self.netF = PatchSampleF(self.netG.feature_channels(self.nce_layers), nc=netF_nc, use_mlp=True)
         init_weights(self.netF, init_type=g["init_type"], init_gain=float(g.get("init_gain", 0.02)))
@@ -107,8 +108,9 @@ class CUTModule(TranslatorModule):
                           "cycle); sim_identity and paired apply", stacklevel=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Translate real frames to the sim look. (N, 3, H, W) in [-1, 1] → same shape."""
-        return self.netG(x)
+        """Translate real frames to the sim look with the deployable generator (netG, or its weight
+        average when ``ema_decay`` > 0). (N, 3, H, W) in [-1, 1] → same shape."""
+        return self.deployable_generator()(x)
 
     def configure_optimizers(self) -> Any:
         opt_G = self._adam(self.netG.parameters())

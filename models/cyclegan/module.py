@@ -98,6 +98,7 @@ class CycleGANModule(TranslatorModule):
         self.netG_B = build_generator(**g)
         self.netD_A = build_discriminator(**d)
         self.netD_B = build_discriminator(**d)
+        self.init_ema()
         self.criterionGAN = GANLoss(gan_mode)
         self.lambda_A, self.lambda_B = lambda_A, lambda_B
         self.lambda_identity = lambda_identity
@@ -116,8 +117,9 @@ class CycleGANModule(TranslatorModule):
         return [*super().validation_directions(), ("val/sim|translated_back|real", self.netG_B, "sim", "real")]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Translate real frames to the sim look. (N, 3, H, W) in [-1, 1] → same shape."""
-        return self.netG_A(x)
+        """Translate real frames to the sim look with the deployable generator (netG_A, or its weight
+        average when ``ema_decay`` > 0). (N, 3, H, W) in [-1, 1] → same shape."""
+        return self.deployable_generator()(x)
 
     def configure_optimizers(self) -> Any:
         opt_G = self._adam(itertools.chain(self.netG_A.parameters(), self.netG_B.parameters()))

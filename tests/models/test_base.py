@@ -1,9 +1,13 @@
-"""Tests for models.base: the translator modules name their deployable network for the export."""
+"""Tests for models.base: the deployable network for the export, the generator's weight average."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 
+from models.checkpointing import load_lightning_generator
 from models.cut.module import CUTModule
 from models.cyclegan.module import CycleGANModule
 
@@ -18,3 +22,52 @@ def test_deployable_generator_is_what_forward_runs() -> None:
     with torch.no_grad():
         for m in (cut, cyc):
             assert torch.equal(m.deployable_generator()(x), m(x))
+
+
+def _ema_module(kind: str, decay: float = 0.9) -> CUTModule | CycleGANModule:
+    tiny = {"ngf": 8, "n_blocks": 1}
+    torch.manual_seed(0)
+    if kind == "cut":
+        return CUTModule(generator=tiny, discriminator={"ndf": 8}, num_patches=16, ema_decay=decay)
+    return CycleGANModule(generator=tiny, discriminator={"ndf": 8}, ema_decay=decay)
+
+
+@pytest.mark.parametrize("kind,live", [("cut", "netG"), ("cyclegan", "netG_A")])
+def test_ema_is_a_frozen_copy_that_forward_and_the_export_use(tmp_path: Path, kind: str, live: str) -> None:
+    m = _ema_module(kind)
+    ema = getattr(m, f"{live}_ema")
+    assert m.deployable_generator() is ema
+    assert not any(p.requires_grad for p in ema.parameters())
+    trained = {id(p) for opt in m.configure_optimizers()[0] for g in opt.param_groups for p in g["params"]}
+    assert not any(id(p) in trained for p in ema.parameters())
+    with torch.no_grad():  # make the live net differ, then the checkpoint must carry the average
+        for p in getattr(m, live).parameters():
+            p.add_(0.5)
+    ckpt = {"state_dict": m.state_dict()}
+    m.on_save_checkpoint(ckpt)
+    torch.save(ckpt, tmp_path / "m.ckpt")
+    loaded, _, _ = load_lightning_generator(tmp_path / "m.ckpt")
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), ema.eval()(x))
+        torch.testing.assert_close(m.eval()(x), ema(x))
+        assert not torch.allclose(loaded(x), getattr(m, live).eval()(x))
+
+
+def test_ema_update_is_the_warmed_up_lerp() -> None:
+    m = _ema_module("cyclegan", decay=0.99)
+    ema0 = [p.detach().clone() for p in m.netG_A_ema.parameters()]
+    with torch.no_grad():
+        for p in m.netG_A.parameters():
+            p.add_(1.0)
+    m.update_ema(0)  # step 0: the warm-up decay (1 + 0) / (10 + 0) = 0.1, not 0.99
+    for e0, e, live in zip(ema0, m.netG_A_ema.parameters(), m.netG_A.parameters(), strict=True):
+        torch.testing.assert_close(e, e0 + 0.9 * (live - e0))
+
+
+def test_no_ema_by_default_and_bad_decay_is_refused() -> None:
+    m = CycleGANModule(generator={"ngf": 8, "n_blocks": 1}, discriminator={"ndf": 8})
+    assert not hasattr(m, "netG_A_ema") and not any(k.startswith("netG_A_ema") for k in m.state_dict())
+    m.update_ema(5)  # no-op
+    with pytest.raises(ValueError, match="model.ema_decay"):
+        _ema_module("cyclegan", decay=1.0)

@@ -74,3 +74,28 @@ def test_translator_health_flags_collapse_identity_and_constant_output() -> None
     ident = translator_health(sim, sim, np.full(50, 0.001), np.zeros((50, 3)))
     assert any("output ≈ input" in w for w in ident["warnings"])
     assert any("near-constant output" in w for w in ident["warnings"])
+
+
+def test_validation_with_ema_scores_the_average_and_reports_the_live_generator(tiny_synth: Path) -> None:
+    g = torch.Generator().manual_seed(2)
+    batches = [{"real": torch.rand(4, 3, 48, 48, generator=g) * 2 - 1,
+                "sim": torch.rand(4, 3, 48, 48, generator=g) * 2 - 1,
+                "action": torch.rand(4, 2, generator=g) * 2 - 1}]
+    torch.manual_seed(0)
+    m = CycleGANModule(generator={"ngf": 8, "n_blocks": 2}, discriminator={"ndf": 8}, ema_decay=0.9,
+                       policy={"path": str(tiny_synth / "policy" / "policy.onnx"), "spec": None})
+    with torch.no_grad():
+        for p in m.netG_A.parameters():
+            p.mul_(1.5)
+    logged = _validate(m, batches)
+    pol = m.frozen_policy
+    assert pol is not None
+    b = batches[0]
+    with torch.no_grad():
+        mae = {name: action_metrics(pol(x).action.numpy(), b["action"].numpy())["action_mae"]
+               for name, x in {"ema": m.netG_A_ema(b["real"]), "live": m.netG_A(b["real"]),
+                               "raw": b["real"], "sim": b["sim"]}.items()}
+    assert logged["val/action_mae"] == pytest.approx(mae["ema"], rel=1e-5)
+    live, _ = gap_closed(mae["raw"], mae["live"], mae["sim"])
+    assert logged["val/gap_closed_live"] == pytest.approx(live, rel=1e-5)
+    assert mae["ema"] != pytest.approx(mae["live"])

@@ -167,12 +167,16 @@ def test_logger_none_trains_and_names_learning_rates(compose_cfg: Any, tiny_unpa
     assert not any(t.startswith("lr-Adam") for t in tags)
 
 
-@pytest.mark.parametrize("model,workers,at", [("cyclegan", 0, 7), ("cut", 0, 7), ("cyclegan", 2, 7),
-                                              ("cut", 0, 10)])
+@pytest.mark.parametrize("model,workers,at,extra", [
+    ("cyclegan", 0, 7, []), ("cut", 0, 7, []), ("cyclegan", 2, 7, []), ("cut", 0, 10, []),
+    ("cyclegan", 0, 7, ["model.ema_decay=0.9"]),
+])
 def test_resume_mid_epoch_is_exact(compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch, model: str, workers: int, at: int) -> None:
+                                   monkeypatch: pytest.MonkeyPatch, model: str, workers: int, at: int,
+                                   extra: list[str]) -> None:
     """Killed at step 7 of 5-step epochs (or at 10, on an epoch's last batch) and resumed to 12:
-    the weights, Adam states and pools equal an uninterrupted 12-step run (CPU)."""
+    the weights (the generator's weight average too), Adam states and pools equal an
+    uninterrupted 12-step run (CPU)."""
     from models.base import TranslatorModule
     from workflows.training import train
 
@@ -181,7 +185,7 @@ def test_resume_mid_epoch_is_exact(compose_cfg: Any, tiny_unpaired: Path, tmp_pa
                 "data.steps_per_epoch=5", "model.n_epochs=2", "model.n_epochs_decay=2",
                 f"callbacks.last_checkpoint.every_n_train_steps={at}", f"data.num_workers={workers}",
                 # the checkpoint a kill leaves on an epoch's last batch: taken at batch end
-                "callbacks.last_checkpoint.save_on_train_epoch_end=false"]
+                "callbacks.last_checkpoint.save_on_train_epoch_end=false", *extra]
 
     ref = train(compose_cfg("train", overrides("a")))
     ref_ckpt = load_checkpoint(Path(ref["run_dir"]) / "checkpoints" / "last.ckpt")
@@ -201,6 +205,7 @@ def test_resume_mid_epoch_is_exact(compose_cfg: Any, tiny_unpaired: Path, tmp_pa
     end = load_checkpoint(Path(out["run_dir"]) / "checkpoints" / "last.ckpt")
     for k, v in ref_ckpt["state_dict"].items():
         assert torch.equal(v, end["state_dict"][k]), k
+    assert any(k.startswith("netG_A_ema.") for k in end["state_dict"]) == bool(extra)
     for a, b in zip(ref_ckpt["optimizer_states"], end["optimizer_states"], strict=True):
         for i, st in a["state"].items():
             for name, t in st.items():
