@@ -40,18 +40,63 @@ _OFF = ["model.policy_losses.cycle=0", "model.policy_losses.sim_identity=0"]
 
 
 class SpeedTimer(Callback):
-    """Times training iterations after ``warmup`` and writes ``{it_s, steps, peak_gib}`` to ``out``."""
+    """Times training iterations after ``warmup`` and writes ``{it_s, steps, peak_gib}`` to ``out``.
 
-    def __init__(self, out: str, warmup: int = 30) -> None:
-        self.out, self.warmup = out, int(warmup)
+    With ``profile`` > 0 it also runs ``torch.profiler`` over that many iterations after the
+    warm-up and adds ``profile``: the wall time, the summed GPU kernel time (``gpu_busy_share`` =
+    kernel time / wall: near 1 means the GPU bounds the step, far below 1 means the host does),
+    and the kernels with the most GPU time.
+    """
+
+    def __init__(self, out: str, warmup: int = 30, profile: int = 0) -> None:
+        self.out, self.warmup, self.profile_n = out, int(warmup), int(profile)
         self.t0: float | None = None
         self.n0 = 0
+        self.prof: Any = None
+        self.prof_t0 = 0.0
+        self.prof_at = -1
+        self.profile: dict[str, Any] | None = None
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if self.profile_n <= 0 or self.prof is not None or self.profile is not None:
+            return
+        if trainer.global_step >= self.warmup + 10 and torch.cuda.is_available():
+            from torch.profiler import ProfilerActivity, profile
+
+            self._sync()
+            self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+            self.prof.__enter__()
+            self.prof_at, self.prof_t0 = trainer.global_step, time.perf_counter()
+
+    def _finish_profile(self, trainer: Any) -> None:
+        self._sync()
+        wall = time.perf_counter() - self.prof_t0
+        n = trainer.global_step - self.prof_at
+        self.prof.__exit__(None, None, None)
+        kernels: dict[str, float] = {}
+        try:
+            for ev in self.prof.events():  # the GPU's own records (kernels, copies), not host ops
+                if ev.device_type == torch.autograd.DeviceType.CUDA:
+                    kernels[ev.name] = kernels.get(ev.name, 0.0) + ev.time_range.elapsed_us() / 1e6
+        except Exception as exc:  # a profile is a figure, not a reason to lose the row
+            self.profile = {"error": f"{type(exc).__name__}: {exc}"}
+            self.prof = None
+            return
+        busy = sum(kernels.values())
+        top = sorted(kernels.items(), key=lambda kv: -kv[1])[:15]
+        self.profile = {"iterations": n, "wall_s": wall, "gpu_kernel_s": busy,
+                        "gpu_busy_share": busy / wall if wall > 0 else None,
+                        "ms_per_it": 1000 * wall / max(n, 1), "gpu_ms_per_it": 1000 * busy / max(n, 1),
+                        "top_kernels_ms_per_it": [(k[:90], 1000 * v / max(n, 1)) for k, v in top]}
+        self.prof = None
 
     def _sync(self) -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.prof is not None and trainer.global_step - self.prof_at >= self.profile_n:
+            self._finish_profile(trainer)
         if self.t0 is None and trainer.global_step >= self.warmup:
             self._sync()
             self.t0, self.n0 = time.perf_counter(), trainer.global_step
@@ -65,9 +110,12 @@ class SpeedTimer(Callback):
         steps = trainer.global_step - self.n0
         secs = time.perf_counter() - self.t0 if self.t0 is not None else float("nan")
         peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+        if self.prof is not None:
+            self._finish_profile(trainer)
         Path(self.out).write_text(json.dumps({"it_s": steps / secs if secs > 0 else float("nan"),
                                               "timed_steps": steps, "peak_gib": peak,
-                                              "world_size": int(trainer.world_size)}))
+                                              "world_size": int(trainer.world_size),
+                                              **({"profile": self.profile} if self.profile else {})}))
 
 
 def iteration_flops(cfg: Any) -> float:
@@ -124,7 +172,8 @@ def compose(overrides: list[str]) -> Any:
         return hcompose(config_name="train", overrides=overrides)
 
 
-def run_row(name: str, overrides: list[str], *, steps: int, warmup: int, runs_dir: Path) -> dict[str, Any]:
+def run_row(name: str, overrides: list[str], *, steps: int, warmup: int, runs_dir: Path,
+            profile: int = 0) -> dict[str, Any]:
     """One capped ``train(cfg)`` run; returns its figures."""
     from workflows.training import train
 
@@ -134,7 +183,8 @@ def run_row(name: str, overrides: list[str], *, steps: int, warmup: int, runs_di
           "export.enabled=false", "evaluate.enabled=false", "trainer.enable_progress_bar=false",
           "callbacks.last_checkpoint.every_n_train_steps=1000000", f"paths.runs_dir={runs_dir}",
           f"run_name={out.stem}", "+callbacks.speed._target_=bench.train_speed.SpeedTimer",
-          f"+callbacks.speed.out={out}", f"+callbacks.speed.warmup={warmup}"]
+          f"+callbacks.speed.out={out}", f"+callbacks.speed.warmup={warmup}",
+          f"+callbacks.speed.profile={profile}"]
     cfg = compose(ov)
     t0 = time.perf_counter()
     res = train(cfg)
@@ -180,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="frozen policy for the policy rows (default: the dataset's reference policy)")
     ap.add_argument("--recipe", default=None, help="time an experiment as shipped instead, e.g. gpu")
     ap.add_argument("--extra", nargs="*", default=[], help="overrides added to every row")
+    ap.add_argument("--profile", type=int, default=0,
+                    help="profile this many iterations after the warm-up (GPU kernel time vs wall)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
@@ -211,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, ov in plan:
         print(f"[train_speed] {name}", flush=True)
         try:
-            row = run_row(name, ov, steps=args.steps, warmup=args.warmup, runs_dir=runs_dir)
+            row = run_row(name, ov, steps=args.steps, warmup=args.warmup, runs_dir=runs_dir,
+                          profile=args.profile)
         except Exception as exc:  # keep going: one failing row must not lose the others
             row = {"name": name, "overrides": ov, "error": f"{type(exc).__name__}: {exc}"}
         if peak and row.get("flops_per_it"):
@@ -259,6 +312,12 @@ def _print(rows: list[dict[str, Any]], peak: float | None) -> None:
         print(f"{r['name']:34s} {f('it_s', '7.1f')} {f('img_s', '7.1f')} {f('x_official', '6.2f')} "
               f"{f('tflops', '8.1f')} {format(100 * share, '6.1f') if share else '     –'} "
               f"{f('wall_s', '7.1f')} {f('peak_gib', '5.1f')}")
+    for r in rows:
+        pr = r.get("profile")
+        if pr and "error" not in pr:
+            print(f"profile {r['name']}: {pr['ms_per_it']:.2f} ms/it wall, {pr['gpu_ms_per_it']:.2f} ms/it of GPU "
+                  f"kernels (busy {100 * (pr['gpu_busy_share'] or 0):.0f} %); top: "
+                  + "; ".join(f"{k[:40]} {v:.2f}" for k, v in pr["top_kernels_ms_per_it"][:5]))
 
 
 if __name__ == "__main__":
