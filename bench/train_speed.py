@@ -56,6 +56,7 @@ class SpeedTimer(Callback):
         self.prof_t0 = 0.0
         self.prof_at = -1
         self.profile: dict[str, Any] | None = None
+        self.excluded_s, self.excluded_steps = 0.0, 0  # the profiled window is not timed
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         if self.profile_n <= 0 or self.prof is not None or self.profile is not None:
@@ -72,6 +73,14 @@ class SpeedTimer(Callback):
         self._sync()
         wall = time.perf_counter() - self.prof_t0
         n = trainer.global_step - self.prof_at
+        try:
+            self._summarise_profile(wall, n)
+        finally:
+            self.prof = None
+            self.excluded_s += time.perf_counter() - self.prof_t0
+            self.excluded_steps += n
+
+    def _summarise_profile(self, wall: float, n: int) -> None:
         self.prof.__exit__(None, None, None)
         kernels: dict[str, float] = {}
         try:
@@ -80,7 +89,6 @@ class SpeedTimer(Callback):
                     kernels[ev.name] = kernels.get(ev.name, 0.0) + ev.time_range.elapsed_us() / 1e6
         except Exception as exc:  # a profile is a figure, not a reason to lose the row
             self.profile = {"error": f"{type(exc).__name__}: {exc}"}
-            self.prof = None
             return
         busy = sum(kernels.values())
         top = sorted(kernels.items(), key=lambda kv: -kv[1])[:15]
@@ -88,7 +96,6 @@ class SpeedTimer(Callback):
                         "gpu_busy_share": busy / wall if wall > 0 else None,
                         "ms_per_it": 1000 * wall / max(n, 1), "gpu_ms_per_it": 1000 * busy / max(n, 1),
                         "top_kernels_ms_per_it": [(k[:90], 1000 * v / max(n, 1)) for k, v in top]}
-        self.prof = None
 
     def _sync(self) -> None:
         if torch.cuda.is_available():
@@ -105,13 +112,13 @@ class SpeedTimer(Callback):
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self._sync()
-        if trainer.global_rank != 0:
-            return
-        steps = trainer.global_step - self.n0
-        secs = time.perf_counter() - self.t0 if self.t0 is not None else float("nan")
-        peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
         if self.prof is not None:
             self._finish_profile(trainer)
+        if trainer.global_rank != 0:
+            return
+        steps = trainer.global_step - self.n0 - self.excluded_steps
+        secs = (time.perf_counter() - self.t0 - self.excluded_s) if self.t0 is not None else float("nan")
+        peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
         Path(self.out).write_text(json.dumps({"it_s": steps / secs if secs > 0 else float("nan"),
                                               "timed_steps": steps, "peak_gib": peak,
                                               "world_size": int(trainer.world_size),
