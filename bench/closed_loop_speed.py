@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
-                   help="torch and onnxruntime threads each (they run concurrently)")
-    p.add_argument("--chunks", type=int, default=4, help="pipeline chunks (1 = sequential)")
+                   help="torch and onnxruntime threads per worker (the workers run concurrently)")
+    p.add_argument("--chunks", type=int, default=4, help="chunks per step's batch (1 = one batch)")
+    p.add_argument("--workers", type=int, default=2, help="threads working on chunks at once")
     p.add_argument("--policy", default=str(REPO / "data/jetbot_synth_128px_seed0/policy/policy.onnx"))
     p.add_argument("--translator", default=None,
                    help="a translator.onnx (default: export an untrained edge generator)")
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         starts = start_states(args.episodes, 0, world, drive)
         stages = build_stages(["translated"], [translator], camera)
         settings = ClosedLoopSettings(progress=False, bootstrap_n=0, gif_episode=None,
-                                      batch_size=args.episodes, pipeline_chunks=args.chunks)
+                                      batch_size=args.episodes, pipeline_chunks=args.chunks,
+                                      workers=args.workers)
         t0 = time.perf_counter()
         res = run_closed_loop(stages, policy, starts, world, drive, camera=camera,
                               settings=settings)
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
         "threads": args.threads,
         "pipeline_chunks": args.chunks,
+        "workers": args.workers,
         "translator": t_name,
         "episodes": args.episodes,
         "max_steps": args.steps,

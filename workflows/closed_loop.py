@@ -102,6 +102,7 @@ def evaluate_closed_loop(cfg: DictConfig) -> dict[str, Any]:
         bootstrap_n=int(boot.get("n", 1000)), bootstrap_seed=int(boot.get("seed", 0)),
         level=float(boot.get("level", 0.95)), dead_zone=float(cfg.get("dead_zone", 0.05)),
         batch_size=int(cfg.batch_size), pipeline_chunks=int(cl.get("pipeline_chunks", 4)),
+        workers=int(cl.get("workers", 2)),
         progress=bool(cfg.get("progress", True)))
     starts = start_states(int(cl.episodes), int(cl.seed), world, drive)
     result = run_closed_loop(stages, policy, starts, world, drive, camera=camera,

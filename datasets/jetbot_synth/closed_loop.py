@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,8 +82,10 @@ class ClosedLoopSettings:
         level: interval coverage.
         dead_zone: turn-direction dead zone for the on-path turn agreement.
         batch_size: frames per translator / policy call.
-        pipeline_chunks: split each step's batch into this many chunks and render the next chunk
-            while the previous one is translated (1 = one after the other).
+        pipeline_chunks: split each step's batch into this many chunks, each rendered, translated
+            and acted on whole by one of ``workers`` threads (1 = the whole batch at once, in the
+            calling thread).
+        workers: threads that process chunks at the same time (the cores to use).
         progress: print a line per stage.
     """
 
@@ -97,6 +99,7 @@ class ClosedLoopSettings:
     dead_zone: float = 0.05
     batch_size: int = 128
     pipeline_chunks: int = 4
+    workers: int = 2
     progress: bool = True
 
 
@@ -198,32 +201,29 @@ class _StageActor:
         return t1
 
     def __call__(self, ids: np.ndarray, states: list[SceneState], t: int) -> np.ndarray:
-        # Pipelined over chunks of the batch: the main thread renders chunk c + 1 (torch) while
-        # the worker corrects, translates and runs the policy on chunk c (onnxruntime); both
-        # release the GIL, so the two use a core each.
+        # The step's batch in chunks, each rendered, corrected, translated and run through the
+        # policy by one of the pool's workers: torch (render) and onnxruntime (translator,
+        # policy) release the GIL, so with two workers every core is busy with a whole chunk
+        # (rendering the next chunk beside translating the last one left the renderer idle half
+        # the time: the translator costs more than the render). Chunks are independent (the
+        # noise is keyed by episode and step), so any chunking gives the same frames.
         k = max(1, min(self.s.pipeline_chunks, len(ids)))
         bounds = np.linspace(0, len(ids), k + 1).round().astype(int)
-        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]] = []
-        pending: Future[Any] | None = None
-        cams = []
-        for c in range(k):
+
+        def chunk(c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
             lo, hi = int(bounds[c]), int(bounds[c + 1])
             t0 = time.perf_counter()
             cam = self._render(ids[lo:hi], states[lo:hi], t)
-            self._timed("render", t0)
-            cams.append(cam)
-            if pending is not None:
-                parts.append(pending.result())
-            pending = self.pool.submit(self._tail, cam) if self.pool is not None else None
-            if pending is None:
-                parts.append(self._tail(cam))
-        if pending is not None:
-            parts.append(pending.result())
+            rendered = time.perf_counter() - t0
+            inp, x, a, timing = self._tail(cam)
+            return cam, inp, x, a, {"render": rendered, **timing}
+
+        parts = list(self.pool.map(chunk, range(k))) if self.pool is not None and k > 1 \
+            else [chunk(c) for c in range(k)]
         for p in parts:
-            for key, v in p[3].items():
+            for key, v in p[4].items():
                 self.run.timing[key] = self.run.timing.get(key, 0.0) + v
-        cam = np.concatenate(cams)
-        inp, x, a = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        cam, inp, x, a = (np.concatenate([p[i] for p in parts]) for i in range(4))
         t0 = time.perf_counter()
         self._bookkeep(ids, states, cam, inp, x, a)
         self._timed("metrics", t0)
@@ -338,8 +338,8 @@ def run_closed_loop(
             if policy is None:
                 raise ValueError(f"stage {spec.name} needs a policy")
             actor = _StageActor(run, renderer, policy, camera, s, drive.max_steps)
-            with ThreadPoolExecutor(1, thread_name_prefix="closed-loop") as pool:
-                actor.pool = pool if s.pipeline_chunks > 1 else None
+            with ThreadPoolExecutor(max(1, s.workers), thread_name_prefix="closed-loop") as pool:
+                actor.pool = pool if s.pipeline_chunks > 1 and s.workers > 1 else None
                 log = run_episodes(starts, actor, drive)
         run.log = log
         run.seconds = time.perf_counter() - t0

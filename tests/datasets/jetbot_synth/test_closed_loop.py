@@ -77,18 +77,20 @@ def test_seeded_episodes_repeat_exactly(tiny_synth: Path) -> None:
     assert by["raw"]["flicker"] is None and by["raw"]["action_jitter"] is not None
 
 
-def test_pipelined_chunks_act_as_one_batch(tiny_synth: Path) -> None:
+def test_chunks_on_parallel_workers_act_as_one_batch(tiny_synth: Path) -> None:
     world = _tiny_world(tiny_synth)
     policy = load_policy(tiny_synth / "policy" / "policy.onnx")
-    drive = dataclasses.replace(DriveConfig(), max_steps=1)
+    drive = dataclasses.replace(DriveConfig(), max_steps=3)
     starts = start_states(5, 2, world, drive)
     acts = []
-    for chunks in (1, 3):
-        s = dataclasses.replace(QUIET, pipeline_chunks=chunks)
+    for chunks, workers in ((1, 1), (3, 1), (3, 2)):
+        s = dataclasses.replace(QUIET, pipeline_chunks=chunks, workers=workers)
         res = run_closed_loop(build_stages(["raw"], [], None), policy, starts, world, drive,
                               settings=s)
-        acts.append(res.runs[0].log.actions[:, 0])
+        acts.append(res.runs[0].log.actions)
+        assert res.runs[0].timing["render"] > 0 and res.runs[0].timing["policy"] > 0
     np.testing.assert_allclose(acts[0], acts[1], atol=1e-5)
+    np.testing.assert_allclose(acts[0], acts[2], atol=1e-5)
 
 
 @pytest.mark.slow  # on a fresh clone it generates the 128 px dataset and trains its policy (~3 min)
