@@ -117,6 +117,12 @@ class FastExecutor:
     the NaN guard and best-checkpoint export work exactly as with ``step=eager``. The parameters'
     ``.grad`` tensors are the graphs' static outputs: nothing may set them to None after capture.
 
+    Under DDP (``trainer=ddp``) the phases' backward does not go through DDP's reducer (a graph
+    replay fires no autograd hooks); after each phase's backward or replay, before its
+    optimisers step, the executor averages that phase's gradients over the ranks itself: one
+    flat all-reduce of every gradient the phase's optimisers hold, divided by the world size
+    first, as DDP's own hook does.
+
     Not deterministic on CUDA (cuDNN autotuning and atomics); on a CPU (no graphs, fp32) it
     computes what Lightning's eager loop computes (``tests/models/test_fast_step.py``).
 
@@ -136,18 +142,20 @@ class FastExecutor:
         self._batch_keys: list[str] = []
         self.use_graphs = False
         self.bf16 = False
+        self.world_size = 1
 
     # -- set-up -------------------------------------------------------------------------------------
     def setup(self, module: TranslatorModule) -> None:
         """Prepare ``module`` for fast iterations (called from its ``on_train_start``).
 
         Raises:
-            ValueError: under DDP (the fast executor does not all-reduce gradients yet).
+            ValueError: under DDP without an initialised ``torch.distributed`` process group.
         """
         trainer = module.trainer
-        if int(getattr(trainer, "world_size", 1) or 1) > 1:
-            raise ValueError("step=fast does not run under DDP yet (its graphs bypass DDP's "
-                             "gradient all-reduce): use step=eager with trainer=ddp")
+        self.world_size = int(getattr(trainer, "world_size", 1) or 1)
+        if self.world_size > 1 and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            raise ValueError(f"step=fast with world_size {self.world_size} needs torch.distributed "
+                             "initialised (trainer=ddp does that)")
         device = module.device
         self.use_graphs = bool(self.cfg.cuda_graph) and device.type == "cuda"
         self.bf16 = str(getattr(trainer, "precision", "32")).startswith("bf16")
@@ -192,9 +200,14 @@ class FastExecutor:
     def _autocast(self, device: torch.device) -> Any:
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False)
 
-    def body(self, module: TranslatorModule, phase: Phase, ctx: dict[str, Any]) -> dict[str, Tensor]:
+    def body(self, module: TranslatorModule, phase: Phase, ctx: dict[str, Any],
+             sync: bool = False) -> dict[str, Tensor]:
         """A phase's losses and backward, autocast when bf16 (no optimiser step): what a CUDA
         graph holds.
+
+        Args:
+            sync: average the phase's gradients over the DDP ranks after the backward (never
+                inside a capture: the replay syncs after it).
 
         Returns:
             The phase's named losses.
@@ -203,11 +216,36 @@ class FastExecutor:
         with self._autocast(module.device):
             named, total = phase.losses(ctx)
         total.float().backward()
+        if sync:
+            self.sync_gradients(module, phase)
         return named
+
+    def sync_gradients(self, module: TranslatorModule, phase: Phase) -> None:
+        """Average the gradients of ``phase``'s optimisers over the DDP ranks (no-op on one).
+
+        One flat buffer per call: every ``.grad`` of the phase's optimisers' parameters,
+        divided by the world size, all-reduced (sum) and copied back in place (channels_last
+        gradients keep their layout; under CUDA graphs they stay the graphs' static outputs).
+        """
+        if self.world_size <= 1:
+            return
+        opts = module.lightning_optimizers()
+        grads = [p.grad for i in phase.optimizers
+                 for group in getattr(opts[i], "optimizer", opts[i]).param_groups
+                 for p in group["params"] if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads]).div_(self.world_size)
+        torch.distributed.all_reduce(flat)
+        offset = 0
+        for g in grads:
+            n = g.numel()
+            g.copy_(flat[offset:offset + n].view(g.shape))
+            offset += n
 
     def _eager(self, module: TranslatorModule, batch: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
         return module.eager_iteration({k: self._layout(v) for k, v in batch.items()},
-                                      body=lambda phase, ctx: self.body(module, phase, ctx))
+                                      body=lambda phase, ctx: self.body(module, phase, ctx, sync=True))
 
     def _trained_params(self, module: TranslatorModule) -> list[torch.nn.Parameter]:
         return [p for net in module.trainable_nets() for p in net.parameters()]
@@ -266,6 +304,7 @@ class FastExecutor:
                 phase.before(live, True)
                 _copy_host_values(ctx, live)
             graph.replay()
+            self.sync_gradients(module, phase)
             module.step_optimizers(opts, phase)
             losses.update(out)
         return losses, ctx

@@ -150,3 +150,24 @@ def test_ddp_resume_mid_epoch_is_exact(tiny_unpaired: Path, tmp_path: Path) -> N
     assert a["global_step"] == b["global_step"] == 12
     for k, v in a["state_dict"].items():
         assert torch.equal(v, b["state_dict"][k]), k
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["cyclegan", "cut"])
+def test_ddp_step_fast_trains_like_ddp_step_eager(tiny_unpaired: Path, tmp_path: Path, model: str) -> None:
+    """2 gloo ranks on the CPU: step=fast (its own gradient all-reduce) ends with the weights of
+    step=eager (DDP's reducer through Lightning's manual_backward)."""
+    def run(name: str, step: str) -> dict[str, Any]:
+        cmd = [sys.executable, str(REPO / "train_translate.py"),
+               *tiny_train_overrides(model, tiny_unpaired, tmp_path, steps=6), "export.enabled=false",
+               "data.steps_per_epoch=3", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+               f"step={step}", "step.channels_last=false", f"run_name={name}"]
+        cmd = [c for c in cmd if not (step == "eager" and c == "step.channels_last=false")]
+        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return load_checkpoint(tmp_path / name / "checkpoints" / "last.ckpt")
+
+    eager, fast = run("eager", "eager"), run("fast", "fast")
+    assert eager["global_step"] == fast["global_step"] == 6
+    for k, v in eager["state_dict"].items():
+        torch.testing.assert_close(fast["state_dict"][k], v, msg=k)

@@ -249,3 +249,33 @@ def test_cuda_graphs_with_the_temporal_loss(model: str) -> None:
     for s in range(2, 6):
         v = la[s]["loss_temporal"]
         assert lb[s]["loss_temporal"] == pytest.approx(v, rel=0.1, abs=0.05), f"step {s}"
+
+
+def test_gradient_sync_averages_in_place_and_keeps_the_layout(tmp_path: Path) -> None:
+    """The executor's DDP all-reduce on a 1-process gloo group told world_size 2: every gradient
+    of the phase's optimisers comes back divided by 2, in place (channels_last ones too), and the
+    other optimisers' gradients are untouched."""
+    import torch.distributed as dist
+
+    torch.manual_seed(0)
+    m = CycleGANModule(generator=G, discriminator=D, fused_adam=False)
+    opts = m.configure_optimizers()[0]
+    m.lightning_optimizers = lambda: opts  # type: ignore[method-assign]
+    m.netG_A.to(memory_format=torch.channels_last)
+    for p in m.parameters():
+        p.grad = torch.randn_like(p)
+    before = {n: p.grad.clone() for n, p in m.named_parameters()}
+    ids = {n: id(p.grad) for n, p in m.named_parameters()}
+    ex = FastExecutor(StepConfig(name="fast"))
+    ex.world_size = 2
+    phase_g = next(ph for ph in m.iteration_phases() if ph.name == "G")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        ex.sync_gradients(m, phase_g)
+    finally:
+        dist.destroy_process_group()
+    for n, p in m.named_parameters():
+        assert id(p.grad) == ids[n]
+        want = before[n] / 2 if n.startswith(("netG_A.", "netG_B.")) else before[n]
+        torch.testing.assert_close(p.grad, want)
+    assert m.netG_A.model[1].weight.grad.is_contiguous(memory_format=torch.channels_last)
