@@ -2,8 +2,9 @@
 
 Runs ``bench/train_speed.py`` (the product's own ``train(cfg)``) with ``trainer=ddp`` once per
 process count (Lightning starts one process per device), then prints scaling efficiency =
-img/s(N) / (N × img/s(1)) for each model and per-GPU batch. DDP runs the eager executor
-(``step=fast`` does not run under DDP yet). A script, not a test. Usage::
+img/s(N) / (N × img/s(1)) for each model and per-GPU batch, with the executor of ``--step``
+(default ``fast``: CUDA graphs, the executor's own gradient all-reduce). A script, not a test.
+Usage::
 
     python bench/ddp_scaling.py --gpus 1 2 4 --json bench/results/ddp_scaling.json
     python bench/ddp_scaling.py --gpus 1 2 --accelerator cpu --size 32 --extra model.generator.ngf=8
@@ -28,7 +29,7 @@ def run_world(n: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
              f"trainer.precision={args.precision}", *args.extra]
     cmd = [sys.executable, str(REPO / "bench" / "train_speed.py"), "--json", str(out),
            "--models", *args.models, "--batch", *map(str, args.batches), "--policy", "off",
-           "--step", "eager", "--size", str(args.size), "--steps", str(args.steps),
+           "--step", args.step, "--size", str(args.size), "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--extra", *extra]
     print(f"[ddp_scaling] {n} process(es): {' '.join(cmd[2:])}", flush=True)
     subprocess.run(cmd, check=True, cwd=REPO)
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=130)
     ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--step", default="fast", choices=["eager", "fast"], help="the executor")
     ap.add_argument("--accelerator", default="gpu")
     ap.add_argument("--precision", default="bf16-mixed")
     ap.add_argument("--extra", nargs="*", default=[], help="overrides for every run")
