@@ -127,7 +127,6 @@ class SpeedTimer(Callback):
 
 def iteration_flops(cfg: Any) -> float:
     """FLOPs of one iteration (every phase's forward + backward), counted by torch on ``cfg.model``."""
-    import hydra
     from omegaconf import OmegaConf
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -137,7 +136,7 @@ def iteration_flops(cfg: Any) -> float:
     kwargs = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(kwargs, dict)
     kwargs.update(training._policy_kwargs(cfg, None))
-    m = hydra.utils.instantiate(kwargs, _convert_="all").to("cuda" if torch.cuda.is_available() else "cpu")
+    m = training.instantiate_model(kwargs).to("cuda" if torch.cuda.is_available() else "cpu")
     size = int(cfg.data.crop_size or cfg.data.synth.size)
     b = int(cfg.data.batch_size)
     dev = next(m.parameters()).device

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import logging
 import math
 import warnings
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.checkpointing import load_lightning_generator
-from models.networks import build_discriminator, build_generator
+from models.networks import build_discriminator, build_generator, resolve_target
 from translate.torch_policy import TorchPolicy, load_torch_policy
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,7 @@ class TranslatorModule(L.LightningModule):
         val_dead_zone: float = 0.05,
         distill: Mapping[str, Any] | None = None,
         ema_decay: float = 0.0,
+        optimizer: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.lr = lr
@@ -246,6 +248,9 @@ class TranslatorModule(L.LightningModule):
         if not 0.0 <= float(ema_decay) < 1.0:
             raise ValueError(f"model.ema_decay must be in [0, 1) (0 = off), got {ema_decay}")
         self.ema_decay = float(ema_decay)
+        self.optimizer_spec = dict(optimizer) if optimizer else {"_target_": "torch.optim.Adam",
+                                                                   "betas": list(self.betas)}
+        self._optimizer_class()  # a wrong target fails at construction, naming the key
         self._teacher: nn.Module | None = None
         self._frozen_policy: TorchPolicy | None = None
         self._val_outputs: list[dict[str, torch.Tensor]] = []
@@ -253,11 +258,41 @@ class TranslatorModule(L.LightningModule):
         self._val_sim_actions: Any = None
 
     # -- optimisers ---------------------------------------------------------------------------
-    def _adam(self, params: Iterable[nn.Parameter]) -> torch.optim.Adam:
-        fused = self.fused_adam
-        if fused is None:
-            fused = torch.cuda.is_available()
-        return torch.optim.Adam(list(params), lr=self.lr, betas=self.betas, fused=bool(fused) or None)
+    def _optimizer_class(self) -> type[torch.optim.Optimizer]:
+        target = str(self.optimizer_spec.get("_target_", "torch.optim.Adam"))
+        cls = resolve_target(target, "model.optimizer._target_")
+        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+            raise ValueError(f"model.optimizer._target_={target!r} is not a torch.optim.Optimizer class")
+        return cls
+
+    def make_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        """One optimiser of the model (G, D, CUT's F) from ``model.optimizer``.
+
+        ``model.optimizer`` is a Hydra-style node: ``_target_`` names a ``torch.optim`` class
+        (default ``torch.optim.Adam``; ``_partial_`` is accepted and implied), the other entries
+        are its keyword arguments (the official ``betas: [0.5, 0.999]``). The learning rate is
+        always ``model.lr`` (the linear-decay schedule scales it); optimisers that take ``fused``
+        get ``fused=True`` on CUDA unless ``fused_adam`` or the node says otherwise.
+
+        Args:
+            params: the parameters to optimise.
+
+        Returns:
+            The optimiser.
+        """
+        cls = self._optimizer_class()
+        kwargs: dict[str, Any] = {k: v for k, v in self.optimizer_spec.items()
+                                  if k not in ("_target_", "_partial_")}
+        if "betas" in kwargs:
+            kwargs["betas"] = tuple(float(b) for b in kwargs["betas"])
+        if "fused" in inspect.signature(cls).parameters and "fused" not in kwargs:
+            fused = self.fused_adam if self.fused_adam is not None else torch.cuda.is_available()
+            kwargs["fused"] = bool(fused) or None
+        try:
+            make: Any = cls
+            return make(list(params), lr=self.lr, **kwargs)  # type: ignore[no-any-return]
+        except TypeError as exc:
+            raise ValueError(f"model.optimizer: {cls.__name__}({', '.join(kwargs)}) failed: {exc}") from exc
 
     def _schedulers(self, optimizers: list[torch.optim.Optimizer]) -> list[dict[str, Any]]:
         rule = linear_decay_lambda(self.n_epochs, self.n_epochs_decay)

@@ -14,7 +14,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from models.networks import GENERATOR_DEFAULTS, build_generator
+from models.networks import GENERATOR_DEFAULTS, build_generator, build_network, network_spec
 from translate.fsutil import atomic_write_bytes
 
 __all__ = [
@@ -233,7 +233,7 @@ def generator_record(ckpt: Mapping[str, Any], path: str | os.PathLike[str] = "ch
     else:
         kind = checkpoint_kind(ckpt, path)
         hparams = dict(ckpt.get("hyper_parameters") or {})
-        out = {"kwargs": {**GENERATOR_DEFAULTS[kind], **dict(hparams.get("generator") or {})},
+        out = {"kwargs": network_spec(hparams.get("generator"), GENERATOR_DEFAULTS[kind], build_generator),
                "prefix": "netG_A." if kind == "cyclegan" else "netG.", "name": str(hparams.get("name") or kind)}
     if not out["name"]:
         out["name"] = str((ckpt.get("hyper_parameters") or {}).get("name") or checkpoint_kind(ckpt, path))
@@ -244,7 +244,8 @@ def load_lightning_generator(path: str | os.PathLike[str]) -> tuple[nn.Module, s
     """Rebuild the real→sim generator from a ``train_translate.py`` checkpoint (CUT / CycleGAN).
 
     Needs only the generator's config stored in the checkpoint (:func:`generator_record`) and
-    :func:`models.networks.build_generator`: no training module is built, no policy or teacher is
+    :func:`models.networks.build_network` (the project's generator, or the ``nn.Module`` class its
+    ``_target_`` names; no other callable): no training module is built, no policy or teacher is
     loaded. The weights are loaded ``strict=True`` from the weights-only ``state_dict``.
 
     Args:
@@ -261,7 +262,7 @@ def load_lightning_generator(path: str | os.PathLike[str]) -> tuple[nn.Module, s
     ckpt = load_checkpoint(path)
     rec = generator_record(ckpt, path)
     try:
-        generator = build_generator(**rec["kwargs"])
+        generator = build_network(rec["kwargs"], build_generator, f"{path}: the stored generator config")
     except TypeError as exc:
         raise ValueError(f"{path}: the stored generator config {rec['kwargs']} does not build: {exc}") from exc
     prefix = rec["prefix"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -22,7 +23,10 @@ __all__ = [
     "SeparableConv2d",
     "build_discriminator",
     "build_generator",
+    "build_network",
     "define_generator",
+    "network_spec",
+    "resolve_target",
     "edge_generator_kwargs",
     "init_weights",
 ]
@@ -822,3 +826,81 @@ def build_discriminator(
     net = NLayerDiscriminator(input_nc=input_nc, ndf=ndf, n_layers=n_layers, antialias=antialias)
     init_weights(net, init_type=init_type, init_gain=init_gain)
     return net
+
+
+def resolve_target(path: str, key: str) -> Any:
+    """Import the object a config's ``_target_`` names (``package.module.Name``).
+
+    Args:
+        path: the dotted path.
+        key: the config key, for the message (e.g. ``model.generator._target_``).
+
+    Raises:
+        ValueError: the path does not import; the message names the key.
+    """
+    module_name, _, attr = str(path).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"{key}={path!r} does not import: {exc}") from None
+
+
+def network_spec(spec: Mapping[str, Any] | None, defaults: Mapping[str, Any],
+                 builder: Callable[..., nn.Module]) -> dict[str, Any]:
+    """A network's config with the model's defaults merged in where they apply.
+
+    Args:
+        spec: the config node: keyword arguments of ``builder``, or ``_target_`` (another
+            network) with its own keyword arguments.
+        defaults: the model's defaults for ``builder`` (e.g. CUT's anti-aliasing).
+        builder: the project's builder of this network kind.
+
+    Returns:
+        ``{**defaults, **spec}`` without ``_target_`` when ``spec`` builds with ``builder``; else
+        ``spec`` as given (another network has its own defaults).
+    """
+    spec = dict(spec or {})
+    target = spec.get("_target_")
+    if target is None or target == f"{builder.__module__}.{builder.__name__}":
+        spec.pop("_target_", None)
+        return {**defaults, **spec}
+    return spec
+
+
+def build_network(spec: Mapping[str, Any], builder: Callable[..., nn.Module], key: str) -> nn.Module:
+    """Build a network from its config node (``model.generator``, ``model.discriminator``).
+
+    Without ``_target_`` the node is the keyword arguments of ``builder``
+    (:func:`build_generator`, :func:`build_discriminator`). With ``_target_`` it names a
+    ``torch.nn.Module`` subclass (your own network; it must map (N, 3, H, W) in [-1, 1] like
+    the one it replaces, and CUT's generator must also provide ``forward_with_features``) or
+    one of this module's builders, and the other entries are its keyword arguments. Only
+    classes and the builders are accepted, so a checkpoint's stored config can name no other
+    callable.
+
+    Args:
+        spec: the node (after :func:`network_spec`).
+        builder: the project's builder of this kind.
+        key: the config key, for messages.
+
+    Returns:
+        The network.
+
+    Raises:
+        ValueError: the target does not import, or is neither an ``nn.Module`` class nor a builder.
+    """
+    kwargs = dict(spec)
+    target = kwargs.pop("_target_", None)
+    kwargs.pop("_partial_", None)
+    if target is None:
+        return builder(**kwargs)
+    obj = resolve_target(str(target), f"{key}._target_")
+    if obj in (build_generator, build_discriminator):
+        return obj(**kwargs)  # type: ignore[no-any-return]
+    if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+        raise ValueError(f"{key}._target_={target!r} is not a torch.nn.Module class (or "
+                         "models.networks.build_generator / build_discriminator)")
+    try:
+        return obj(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"{key}: {target}({', '.join(kwargs)}) failed: {exc}") from exc

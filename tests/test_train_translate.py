@@ -16,6 +16,7 @@ from conftest import REPO, tiny_train_overrides
 from omegaconf import OmegaConf
 
 from models.checkpointing import load_checkpoint
+from workflows.training import instantiate_model
 
 CONFIGS = REPO / "configs"
 
@@ -54,7 +55,7 @@ def _tb_scalars(run_dir: Path, tag: str) -> list[float]:
 def test_every_model_config_instantiates(compose_cfg: Any, model: str) -> None:
     cfg = compose_cfg("train", [f"model={model}", "model.generator.ngf=8", "model.generator.n_blocks=2",
                                 "model.discriminator.ndf=8"])
-    module = hydra.utils.instantiate(OmegaConf.to_container(cfg.model, resolve=True), _convert_="all")
+    module = instantiate_model(OmegaConf.to_container(cfg.model, resolve=True))
     y = module(torch.zeros(1, 3, 32, 32))
     assert y.shape == (1, 3, 32, 32)
 

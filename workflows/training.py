@@ -8,6 +8,7 @@ import hashlib
 import logging
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,23 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def instantiate_model(model_kwargs: Mapping[Any, Any]) -> Any:
+    """The translator module of a resolved ``model`` config (plus the policy entries).
+
+    Not recursive: the nested nodes with a ``_target_`` (``model.optimizer``, a custom
+    ``model.generator`` or ``model.discriminator``) are specs the module builds itself
+    (:meth:`models.base.TranslatorModule.make_optimizer`, :func:`models.networks.build_network`),
+    so its hyper-parameters stay plain values in checkpoints (loadable with ``weights_only``).
+
+    Args:
+        model_kwargs: ``OmegaConf.to_container(cfg.model, resolve=True)``, policy entries added.
+
+    Returns:
+        The :class:`models.base.TranslatorModule`.
+    """
+    return hydra.utils.instantiate(model_kwargs, _convert_="all", _recursive_=False)
+
+
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
     if not group:
         return []
@@ -76,7 +94,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model_kwargs = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(model_kwargs, dict)
     model_kwargs.update(_policy_kwargs(cfg, datamodule))
-    model = hydra.utils.instantiate(model_kwargs, _convert_="all")
+    model = instantiate_model(model_kwargs)
     step_cfg = OmegaConf.to_container(cfg.step, resolve=True) if cfg.get("step") else None
     assert step_cfg is None or isinstance(step_cfg, dict)
     model.set_executor(build_executor(step_cfg))  # type: ignore[arg-type]

@@ -17,7 +17,9 @@ from models.networks import (
     PatchSampleF,
     build_discriminator,
     build_generator,
+    build_network,
     init_weights,
+    network_spec,
 )
 
 __all__ = ["CUTModule"]
@@ -83,15 +85,20 @@ class CUTModule(TranslatorModule):
         super().__init__(**base)
         self.save_hyperparameters()
         self.name = name
-        g = {**GENERATOR_DEFAULTS["cut"], **(generator or {})}
-        d = {**DISCRIMINATOR_DEFAULTS["cut"], **(discriminator or {})}
+        g = network_spec(generator, GENERATOR_DEFAULTS["cut"], build_generator)
+        d = network_spec(discriminator, DISCRIMINATOR_DEFAULTS["cut"], build_discriminator)
         self.remember_generator(g, "netG.")
-        self.netG = build_generator(**g)
-        self.netD = build_discriminator(**d)
+        self.netG = build_network(g, build_generator, "model.generator")
+        self.netD = build_network(d, build_discriminator, "model.discriminator")
         self.init_ema()
         self.nce_layers = [int(i) for i in nce_layers]
-        self.netF = PatchSampleF(self.netG.feature_channels(self.nce_layers), nc=netF_nc, use_mlp=True)
-        init_weights(self.netF, init_type=g["init_type"], init_gain=float(g.get("init_gain", 0.02)))
+        feature_channels: Any = getattr(self.netG, "feature_channels", None)
+        if not callable(feature_channels):
+            raise ValueError(f"model.generator: CUT needs a generator with feature_channels() and "
+                             f"forward_with_features() (models.networks.ResnetGenerator); "
+                             f"{type(self.netG).__name__} has none")
+        self.netF = PatchSampleF(feature_channels(self.nce_layers), nc=netF_nc, use_mlp=True)
+        init_weights(self.netF, init_type=str(g.get("init_type", "xavier")), init_gain=float(g.get("init_gain", 0.02)))
         self.criterionGAN = GANLoss(gan_mode)
         self.lambda_GAN, self.lambda_NCE = lambda_GAN, lambda_NCE
         self.nce_idt = nce_idt
@@ -113,9 +120,9 @@ class CUTModule(TranslatorModule):
         return self.deployable_generator()(x)
 
     def configure_optimizers(self) -> Any:
-        opt_G = self._adam(self.netG.parameters())
-        opt_D = self._adam(self.netD.parameters())
-        opt_F = self._adam(self.netF.parameters())
+        opt_G = self.make_optimizer(self.netG.parameters())
+        opt_D = self.make_optimizer(self.netD.parameters())
+        opt_F = self.make_optimizer(self.netF.parameters())
         return [opt_G, opt_D, opt_F], self._schedulers([opt_G, opt_D, opt_F])
 
     # -- pieces of an iteration -----------------------------------------------------------------

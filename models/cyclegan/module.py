@@ -18,6 +18,8 @@ from models.networks import (
     GENERATOR_DEFAULTS,
     build_discriminator,
     build_generator,
+    build_network,
+    network_spec,
 )
 from models.pool import ImagePool
 
@@ -91,13 +93,13 @@ class CycleGANModule(TranslatorModule):
         super().__init__(**base)
         self.save_hyperparameters()
         self.name = name
-        g = {**GENERATOR_DEFAULTS["cyclegan"], **(generator or {})}
-        d = {**DISCRIMINATOR_DEFAULTS["cyclegan"], **(discriminator or {})}
+        g = network_spec(generator, GENERATOR_DEFAULTS["cyclegan"], build_generator)
+        d = network_spec(discriminator, DISCRIMINATOR_DEFAULTS["cyclegan"], build_discriminator)
         self.remember_generator(g, "netG_A.")
-        self.netG_A = build_generator(**g)
-        self.netG_B = build_generator(**g)
-        self.netD_A = build_discriminator(**d)
-        self.netD_B = build_discriminator(**d)
+        self.netG_A = build_network(g, build_generator, "model.generator")
+        self.netG_B = build_network(g, build_generator, "model.generator")
+        self.netD_A = build_network(d, build_discriminator, "model.discriminator")
+        self.netD_B = build_network(d, build_discriminator, "model.discriminator")
         self.init_ema()
         self.criterionGAN = GANLoss(gan_mode)
         self.lambda_A, self.lambda_B = lambda_A, lambda_B
@@ -122,8 +124,8 @@ class CycleGANModule(TranslatorModule):
         return self.deployable_generator()(x)
 
     def configure_optimizers(self) -> Any:
-        opt_G = self._adam(itertools.chain(self.netG_A.parameters(), self.netG_B.parameters()))
-        opt_D = self._adam(itertools.chain(self.netD_A.parameters(), self.netD_B.parameters()))
+        opt_G = self.make_optimizer(itertools.chain(self.netG_A.parameters(), self.netG_B.parameters()))
+        opt_D = self.make_optimizer(itertools.chain(self.netD_A.parameters(), self.netD_B.parameters()))
         return [opt_G, opt_D], self._schedulers([opt_G, opt_D])
 
     # -- the two halves of an iteration, usable outside Lightning (benchmarks) ------------------

@@ -71,3 +71,36 @@ def test_no_ema_by_default_and_bad_decay_is_refused() -> None:
     m.update_ema(5)  # no-op
     with pytest.raises(ValueError, match="model.ema_decay"):
         _ema_module("cyclegan", decay=1.0)
+
+
+def test_optimizers_come_from_model_optimizer() -> None:
+    tiny = {"ngf": 8, "n_blocks": 1}
+    m = CycleGANModule(generator=tiny, discriminator={"ndf": 8}, lr=1e-3,
+                       optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "momentum": 0.9})
+    opts = m.configure_optimizers()[0]
+    assert all(type(o) is torch.optim.SGD for o in opts)
+    assert opts[0].param_groups[0]["lr"] == 1e-3 and opts[0].param_groups[0]["momentum"] == 0.9
+    default = CycleGANModule(generator=tiny, discriminator={"ndf": 8}, fused_adam=False).configure_optimizers()[0]
+    assert type(default[0]) is torch.optim.Adam and default[0].param_groups[0]["betas"] == (0.5, 0.999)
+    with pytest.raises(ValueError, match=r"model.optimizer._target_='torch.nn.Linear' is not a torch.optim"):
+        CycleGANModule(generator=tiny, discriminator={"ndf": 8}, optimizer={"_target_": "torch.nn.Linear"})
+
+
+def test_a_custom_generator_class_round_trips_through_a_checkpoint(tmp_path: Path) -> None:
+    gen = {"_target_": "models.networks.ResnetGenerator", "input_nc": 3, "output_nc": 3, "ngf": 8,
+           "n_blocks": 1}
+    torch.manual_seed(0)
+    m = CycleGANModule(generator=gen, discriminator={"ndf": 8})
+    ckpt = {"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams)}
+    m.on_save_checkpoint(ckpt)
+    assert ckpt["translator_generator"]["kwargs"]["_target_"] == "models.networks.ResnetGenerator"
+    torch.save(ckpt, tmp_path / "c.ckpt")
+    assert torch.load(tmp_path / "c.ckpt", weights_only=True)["hyper_parameters"]["generator"] == gen
+    loaded, _, _ = load_lightning_generator(tmp_path / "c.ckpt")
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), m.netG_A.eval()(x))
+    ckpt["translator_generator"]["kwargs"] = {"_target_": "os.system", "command": "true"}
+    torch.save(ckpt, tmp_path / "bad.ckpt")
+    with pytest.raises(ValueError, match="is not a torch.nn.Module class"):
+        load_lightning_generator(tmp_path / "bad.ckpt")

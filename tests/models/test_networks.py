@@ -428,3 +428,26 @@ def test_patchnce_gradient_into_the_generator_is_per_image() -> None:
     apart = torch.cat([grad(src[:1], tgt[:1]), grad(src[1:], tgt[1:])]) / 2
     # (float32 conv kernels differ slightly by batch size; the bug gave a relative error of ~1)
     assert float((both - apart).norm() / both.norm()) < 1e-3
+
+
+def test_build_network_takes_builder_kwargs_a_module_class_or_refuses() -> None:
+    from models.networks import ResnetGenerator, build_generator, build_network, network_spec
+
+    plain = build_network(network_spec({"ngf": 8, "n_blocks": 1}, {"init_type": "xavier"}, build_generator),
+                          build_generator, "model.generator")
+    assert isinstance(plain, ResnetGenerator)
+    spec = network_spec({"_target_": "models.networks.ResnetGenerator", "input_nc": 3, "output_nc": 3,
+                         "ngf": 8, "n_blocks": 1}, {"init_type": "xavier"}, build_generator)
+    assert "init_type" not in spec  # the model's builder defaults do not leak into another class
+    custom = build_network(spec, build_generator, "model.generator")
+    assert isinstance(custom, ResnetGenerator)
+    same = network_spec({"_target_": "models.networks.build_generator", "ngf": 8}, {"n_blocks": 1},
+                        build_generator)
+    assert same == {"n_blocks": 1, "ngf": 8}
+    with pytest.raises(ValueError, match=r"model.generator._target_='os.getcwd' is not a torch.nn.Module"):
+        build_network({"_target_": "os.getcwd"}, build_generator, "model.generator")
+    with pytest.raises(ValueError, match=r"model.generator._target_='models.nope.Gen' does not import"):
+        build_network({"_target_": "models.nope.Gen"}, build_generator, "model.generator")
+    with pytest.raises(ValueError, match="model.generator: models.networks.ResnetGenerator"):
+        build_network({"_target_": "models.networks.ResnetGenerator", "wings": 2}, build_generator,
+                      "model.generator")
