@@ -172,3 +172,13 @@ def test_ddp_step_fast_trains_like_ddp_step_eager(tiny_unpaired: Path, tmp_path:
     assert eager["global_step"] == fast["global_step"] == 6
     for k, v in eager["state_dict"].items():
         torch.testing.assert_close(fast["state_dict"][k], v, msg=k)
+
+
+def test_a_generator_class_from_the_command_line_builds(compose_cfg: Any) -> None:
+    cfg = compose_cfg("train", ["model=cut", "~model.generator",
+                                "+model.generator={_target_:models.networks.ResnetGenerator,input_nc:3,"
+                                "output_nc:3,ngf:8,n_blocks:1}", "model.discriminator.ndf=8",
+                                "model.optimizer._target_=torch.optim.AdamW"])
+    module = instantiate_model(OmegaConf.to_container(cfg.model, resolve=True))
+    assert module.netG.model[1].out_channels == 8
+    assert type(module.configure_optimizers()[0][0]) is torch.optim.AdamW
