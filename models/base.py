@@ -53,6 +53,12 @@ class PolicyLossWeights:
             active term.
         paired_pixel: λ × L1(G(x_real), y_sim) on paired frames: pixel supervision, the paired
             ceiling's term (needs no policy; off unless the data provides pairs).
+        real_student: CycleGAN: λ × |π(G_A(x_real)) − π_real(x_real)|, where π_real is a copy of
+            the policy fine-tuned on sim→real translations G_B(x_sim) to act as π acts on x_sim:
+            a per-frame action target on unpaired real frames (RL-CycleGAN's real-domain Q,
+            distilled instead of learned by RL). Ramps in after ``real_student_warmup``.
+        real_student_warmup: iterations before the term starts (π_real and G_B need them), then
+            as many again to reach full weight.
     """
 
     cycle: float = 0.0
@@ -60,10 +66,20 @@ class PolicyLossWeights:
     paired: float = 0.0
     features: float = 0.0
     paired_pixel: float = 0.0
+    real_student: float = 0.0
+    real_student_warmup: int = 1000
 
     def any(self) -> bool:
         """True when some term that needs the frozen policy is on."""
-        return max(self.cycle, self.sim_identity, self.paired) > 0
+        return max(self.cycle, self.sim_identity, self.paired, self.real_student) > 0
+
+    def student_ramp(self, step: int) -> float:
+        """The real-student term's weight factor at ``step``: 0 during the warm-up, then linear
+        to 1 over as many iterations."""
+        w = max(int(self.real_student_warmup), 0)
+        if w == 0:
+            return 1.0
+        return float(min(max((step - w) / w, 0.0), 1.0))
 
 
 @dataclass(frozen=True)

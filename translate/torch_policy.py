@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -163,6 +164,15 @@ class OnnxGraphModule(nn.Module):
                 else:
                     self._consts[n.output[0]] = t
 
+    def make_trainable(self) -> None:
+        """Turn the graph's floating-point initializers (weights, biases, batch-norm tensors) into
+        ``nn.Parameter`` s with gradients, in place (same names, same ``state_dict`` keys)."""
+        for key in self._buffers_by_name.values():
+            t = self._buffers[key]
+            if t is not None and t.is_floating_point():
+                del self._buffers[key]
+                setattr(self, key, nn.Parameter(t.clone()))
+
     def forward(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         if len(inputs) != len(self.input_names):
             raise ValueError(f"expected inputs {self.input_names}, got {len(inputs)} tensor(s)")
@@ -321,6 +331,20 @@ class TorchPolicy(nn.Module):
         super().train(mode)
         self.net.eval()
         return self
+
+    def trainable_copy(self) -> TorchPolicy:
+        """A copy of this policy whose weights take gradients (e.g. a student fine-tuned on
+        another camera's look); it keeps the spec, the outputs and eval-mode batch norm.
+
+        Returns:
+            A new :class:`TorchPolicy`; ``self`` stays frozen.
+        """
+        twin = copy.deepcopy(self)
+        if isinstance(twin.net, OnnxGraphModule):
+            twin.net.make_trainable()
+        for p in twin.net.parameters():
+            p.requires_grad_(True)
+        return twin
 
     def _const(self, value: Any, device: torch.device) -> torch.Tensor | float:
         # per-channel constants are made once per device: a host-to-device copy inside a

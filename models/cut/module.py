@@ -113,6 +113,9 @@ class CUTModule(TranslatorModule):
             # a recipe may set it for every model; CUT has no cycle to apply it to
             warnings.warn("model.policy_losses.cycle has no effect on CUT/FastCUT (they have no "
                           "cycle); sim_identity and paired apply", stacklevel=2)
+        if self.policy_weights.real_student > 0:
+            raise ValueError("model.policy_losses.real_student needs CycleGAN's sim→real generator "
+                             "(model=cyclegan); CUT/FastCUT have none: set it to 0")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate real frames to the sim look with the deployable generator (netG, or its weight

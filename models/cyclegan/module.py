@@ -22,6 +22,7 @@ from models.networks import (
     network_spec,
 )
 from models.pool import ImagePool
+from translate.torch_policy import load_torch_policy
 
 __all__ = ["CycleGANModule", "CycleGANOutputs"]
 
@@ -101,6 +102,13 @@ class CycleGANModule(TranslatorModule):
         self.netD_A = build_network(d, build_discriminator, "model.discriminator")
         self.netD_B = build_network(d, build_discriminator, "model.discriminator")
         self.init_ema()
+        if self.policy_weights.real_student > 0:
+            assert self.policy_cfg is not None  # the base refused the weight without a policy
+            student = load_torch_policy(self.policy_cfg["path"], self.policy_cfg.get("spec"))
+            self.netP_real = student.trainable_copy()  # registered: trained, checkpointed
+            self.optimizer_names = ("G", "D", "P")
+            # the ramp's factor, set on the host before each iteration (a CUDA graph reads it)
+            self.register_buffer("student_scale", torch.zeros(()), persistent=False)
         self.criterionGAN = GANLoss(gan_mode)
         self.lambda_A, self.lambda_B = lambda_A, lambda_B
         self.lambda_identity = lambda_identity
@@ -123,10 +131,18 @@ class CycleGANModule(TranslatorModule):
         average when ``ema_decay`` > 0). (N, 3, H, W) in [-1, 1] → same shape."""
         return self.deployable_generator()(x)
 
+    @property
+    def real_student(self) -> nn.Module | None:
+        """π_real, the real-domain student policy (``policy_losses.real_student`` > 0), or None."""
+        return self._modules.get("netP_real")
+
     def configure_optimizers(self) -> Any:
         opt_G = self.make_optimizer(itertools.chain(self.netG_A.parameters(), self.netG_B.parameters()))
         opt_D = self.make_optimizer(itertools.chain(self.netD_A.parameters(), self.netD_B.parameters()))
-        return [opt_G, opt_D], self._schedulers([opt_G, opt_D])
+        opts = [opt_G, opt_D]
+        if self.real_student is not None:
+            opts.append(self.make_optimizer(self.real_student.parameters()))
+        return opts, self._schedulers(opts)
 
     # -- the two halves of an iteration, usable outside Lightning (benchmarks) ------------------
     def generator_forward(
@@ -173,6 +189,8 @@ class CycleGANModule(TranslatorModule):
     def prepare_iteration(self, ctx: dict[str, Any], live: bool = True) -> None:
         """Host-side draw of the cycle noise (``ctx["cycle_noise"]``, (2N, 3, H, W)) when on;
         a zero placeholder of that shape under a graph capture."""
+        if live and self.real_student is not None:
+            self.get_buffer("student_scale").fill_(self.policy_weights.student_ramp(self.global_step))
         if self.cycle_noise <= 0:
             return
         real = ctx["real"]
@@ -212,15 +230,40 @@ class CycleGANModule(TranslatorModule):
 
     # -- the iteration as phases (every executor runs these; see models.base.Phase) ------------
     def trainable_nets(self) -> list[nn.Module]:
-        return [self.netG_A, self.netG_B, self.netD_A, self.netD_B]
+        nets: list[nn.Module] = [self.netG_A, self.netG_B, self.netD_A, self.netD_B]
+        return nets + ([self.real_student] if self.real_student is not None else [])
 
     def iteration_phases(self) -> list[Phase]:
         """Official order: both generators (discriminators frozen), then both discriminators on
-        fakes from the history pools."""
-        return [
-            Phase("G", self.generator_step, (0,), frozen=(self.netD_A, self.netD_B)),
-            Phase("D", self.discriminator_step, (1,), before=self.query_pools),
+        fakes from the history pools; with ``real_student``, then π_real on the sim→real fakes."""
+        student = self.real_student
+        phases = [
+            Phase("G", self.generator_step, (0,),
+                  frozen=(self.netD_A, self.netD_B, *([student] if student is not None else []))),
+            Phase("D", self.discriminator_step, (1,), before=self.query_pools,
+                  frozen=tuple([student] if student is not None else [])),
         ]
+        if student is not None:
+            phases.append(Phase("P", self.student_step, (2,),
+                                frozen=(self.netG_A, self.netG_B, self.netD_A, self.netD_B)))
+        return phases
+
+    def student_step(self, ctx: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """π_real learns to act on G_B(x_sim) as the frozen π acts on x_sim.
+
+        Args:
+            ctx: the iteration context after the G phase: ``sim`` and ``fake_A`` = G_B(sim),
+                (N, 3, H, W) in [-1, 1].
+
+        Returns:
+            ``({"loss_student": L1 of the clamped actions}, the same scalar)``.
+        """
+        student, pol = self.real_student, self.frozen_policy
+        assert student is not None and pol is not None
+        with torch.no_grad():
+            target = pol(ctx["sim"].float()).action
+        loss = F.l1_loss(student(ctx["fake_A"].detach().float()).action, target)
+        return {"loss_student": loss}, loss
 
     def generator_step(self, ctx: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The generators' losses of one iteration: GAN, cycle, identity, policy, distillation.
@@ -280,6 +323,13 @@ class CycleGANModule(TranslatorModule):
         if w.sim_identity > 0:
             idt = out.idt_A if out.idt_A is not None else self.netG_A(real_B)
             losses.update(self.policy_consistency(real_B, idt, "sim_identity", w.sim_identity))
+        student, pol = self.real_student, self.frozen_policy
+        if student is not None and pol is not None:
+            # the student's action on the real frame is the target of the policy on its translation
+            with torch.no_grad():
+                target = student(batch["real"].float()).action
+            term = F.l1_loss(pol(out.fake_B.float()).action, target)
+            losses["loss_policy_real_student"] = w.real_student * self.get_buffer("student_scale") * term
         return losses
 
     def rank_generators(self) -> list[torch.Generator]:

@@ -66,8 +66,11 @@ def _models(policy: dict[str, Any] | None, teacher: str | None,
     cut_pol = dict(pol, policy_losses={"sim_identity": 1.0, "paired": 1.0, "paired_pixel": pixel}) if policy else {}
     dist = {"distill": {"teacher": teacher, "pixel": 3.0, "policy": 1.0 if policy else 0.0}} if teacher else {}
     noise = {"cycle_noise": 0.1} if policy else {}  # host-drawn noise, copied into the graphs
+    # the real-domain student: a third phase, and a ramp set on the host between iterations
+    cyc_pol = dict(pol, policy_losses={**pol["policy_losses"], "real_student": 1.0,
+                                       "real_student_warmup": 1}) if policy else {}
     return {
-        "cyclegan": lambda: CycleGANModule(generator=G, discriminator=D, **pol, **dist, **noise),
+        "cyclegan": lambda: CycleGANModule(generator=G, discriminator=D, **cyc_pol, **dist, **noise),
         "cut": lambda: CUTModule(generator=G, discriminator=D, num_patches=16, **cut_pol, **dist),
         "fastcut": lambda: CUTModule(generator=G, discriminator=D, num_patches=16, nce_idt=False,
                                      lambda_NCE=10.0, flip_equivariance=True, **cut_pol, **dist),
@@ -106,6 +109,7 @@ def test_fast_executor_equals_eager_on_cpu(model: str, terms: str, tiny_synth: P
     if extra:  # the fast path has the terms the efficacy work added, not a subset
         assert any(k.startswith("loss_policy") for k in la[0]) and "loss_distill" in la[0]
         assert "loss_paired_pixel" in la[0]
+        assert model != "cyclegan" or {"loss_student", "loss_policy_real_student"} <= set(la[0])
     for s, (ea, eb) in enumerate(zip(la, lb, strict=True)):
         for k in ea:
             assert ea[k] == pytest.approx(eb[k], rel=1e-5, abs=1e-6), f"step {s} {k}"

@@ -199,3 +199,49 @@ def test_cycle_noise_zero_is_the_plain_cycle_and_noise_reaches_the_return_pass()
     torch.testing.assert_close(replay["cycle_noise"], again["cycle_noise"])
     with pytest.raises(ValueError, match="model.cycle_noise"):
         CycleGANModule(generator=TINY_G, discriminator=TINY_D, cycle_noise=-1.0)
+
+
+def test_real_student_term_trains_g_a_and_the_student_learns_only_in_its_phase(tiny_synth: Path) -> None:
+    torch.manual_seed(0)
+    m = CycleGANModule(generator=TINY_G, discriminator=TINY_D, policy=_policy(tiny_synth),
+                       policy_losses={"real_student": 2.0, "real_student_warmup": 10})
+    student = m.real_student
+    assert student is not None and any(k.startswith("netP_real.") for k in m.state_dict())
+    assert len(m.configure_optimizers()[0]) == 3 and [p.name for p in m.iteration_phases()] == ["G", "D", "P"]
+    b = _batch()
+    ctx = dict(b)
+    m.prepare_iteration(ctx)  # step 0 < warm-up: the term is there, at weight 0
+    assert float(m.get_buffer("student_scale")) == 0.0
+    m.get_buffer("student_scale").fill_(1.0)
+    g = next(ph for ph in m.iteration_phases() if ph.name == "G")
+    m.enter_phase(g)
+    named, total = g.losses(ctx)
+    assert named["loss_policy_real_student"] > 0
+    named["loss_policy_real_student"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.netG_A.parameters())
+    assert all(p.grad is None for p in (*m.netG_B.parameters(), *student.parameters()))
+    frozen = m.frozen_policy
+    assert frozen is not None and all(not t.requires_grad for t in frozen.buffers())
+    m.zero_grad(set_to_none=True)
+    p_phase = next(ph for ph in m.iteration_phases() if ph.name == "P")
+    m.enter_phase(p_phase)
+    named, total = p_phase.losses(ctx)
+    total.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    assert all(p.grad is None for p in (*m.netG_A.parameters(), *m.netG_B.parameters()))
+
+
+def test_real_student_off_is_the_plain_loss_and_cut_refuses_it(tiny_synth: Path) -> None:
+    from models.base import PolicyLossWeights
+
+    torch.manual_seed(0)
+    m = CycleGANModule(generator=TINY_G, discriminator=TINY_D, policy=_policy(tiny_synth),
+                       policy_losses={"cycle": 1.0})
+    assert m.real_student is None and [p.name for p in m.iteration_phases()] == ["G", "D"]
+    out = m.generator_forward(_batch()["real"], _batch()["sim"])
+    assert "loss_policy_real_student" not in m.policy_losses(_batch(), out)
+    ramp = PolicyLossWeights(real_student=1.0, real_student_warmup=100).student_ramp
+    assert (ramp(50), ramp(100), ramp(150), ramp(300)) == (0.0, 0.0, 0.5, 1.0)
+    with pytest.raises(ValueError, match="real_student needs CycleGAN"):
+        CUTModule(generator=TINY_G, discriminator=TINY_D, policy=_policy(tiny_synth),
+                  policy_losses={"real_student": 1.0})
