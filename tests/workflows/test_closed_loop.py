@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 import eval_closed_loop as ecl
 from workflows import closed_loop
@@ -27,20 +26,6 @@ def _cfg(root: Path, out: Path, **overrides):
     }
     base.update(overrides)
     return closed_loop.default_config(base)
-
-
-@pytest.fixture(scope="module")
-def onnx_translator(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random ResNet generator exported at 48 px."""
-    from models.networks import ResnetGenerator
-    from translate.export import export_generator
-
-    out = tmp_path_factory.mktemp("cl_export48") / "tiny" / "export"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        g = ResnetGenerator(ngf=4, n_blocks=1).eval()
-    export_generator(g, out, image_size=48)
-    return out / "translator.onnx"
 
 
 def test_closed_loop_end_to_end(tiny_synth: Path, onnx_translator: Path, tmp_path: Path) -> None:

@@ -16,20 +16,6 @@ from translate.policy import SpecMismatchError
 from workflows import evaluation
 
 
-@pytest.fixture(scope="module")
-def onnx_translator(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random ResNet generator exported at 48 px (core + robot graphs)."""
-    from models.networks import ResnetGenerator
-    from translate.export import export_generator
-
-    out = tmp_path_factory.mktemp("export48") / "tiny" / "export"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        g = ResnetGenerator(ngf=4, n_blocks=1).eval()
-    export_generator(g, out, image_size=48)
-    return out / "translator.onnx"
-
-
 def test_evaluate_writes_the_report(tiny_synth: Path, onnx_translator: Path, tmp_path: Path) -> None:
     cfg = tiny_eval_cfg(tiny_synth, tmp_path / "eval", translator=["identity", str(onnx_translator)])
     m = evaluation.evaluate(cfg)
