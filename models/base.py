@@ -547,12 +547,8 @@ class TranslatorModule(L.LightningModule):
             for tag, gen, src, partner in self.validation_directions():
                 if src not in batch or partner not in batch:
                     continue
-                if gen is self:
-                    gen = self.deployable_generator()
-                    if translated is not None and src == "real":
-                        self.add_strip(tag, [batch[src], translated, batch[partner]], self.global_step)
-                        continue
-                out = gen(batch[src])
+                # ``self`` runs forward(), i.e. the deployable generator (the average when on)
+                out = translated if (translated is not None and src == "real" and gen is self) else gen(batch[src])
                 self.add_strip(tag, [batch[src], out, batch[partner]], self.global_step)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -562,7 +558,7 @@ class TranslatorModule(L.LightningModule):
                 self.log_validation_strips(batch)
             return
         with torch.no_grad():
-            translated = self.deployable_generator()(batch["real"])
+            translated = self(batch["real"])  # forward(): the deployable generator
             if batch_idx == 0:
                 self.log_validation_strips(batch, translated)
             out = {
