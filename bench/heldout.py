@@ -84,6 +84,23 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def worst_table(results: list[dict[str, Any]]) -> str:
+    """Markdown: per recipe × look, the worst seed's gap closed [95 % CI] and the seeds it is the worst of."""
+    groups: dict[tuple[str, str], list[tuple[float, str, int]]] = {}
+    for r in results:
+        st = (r.get("stages") or {}).get("translated")
+        value, ci = _headline(st, "gap_closed") if st else (None, None)
+        key = (r["recipe"], r["look"])
+        # a failed run counts as the worst
+        groups.setdefault(key, []).append((float("-inf") if value is None else value,
+                                           _fmt_ci(value, ci) if st else "failed", r["seed"]))
+    lines = ["| recipe | look | seeds | worst gap closed % [95 % CI] | worst seed |", "|---|---|---|---|---|"]
+    for (recipe, look), rows in sorted(groups.items()):
+        _, cell, seed = min(rows)
+        lines.append(f"| {recipe} | {look} | {len(rows)} | {cell} | {seed} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from datasets.jetbot_synth.looks import LOOKS, build_heldout_dataset
 
@@ -104,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table", type=Path, default=None, help="print the table of a saved JSON and exit")
     args = ap.parse_args(argv)
     if args.table:
-        print(table(json.loads(args.table.read_text())["results"]))
+        saved = json.loads(args.table.read_text())["results"]
+        print(table(saved) + "\n\n" + worst_table(saved))
         return 0
     policy = args.src / "policy" / "policy.onnx"
     if not policy.exists():
@@ -139,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with concurrent.futures.ThreadPoolExecutor(max(1, args.parallel)) as pool:
         list(pool.map(one, jobs))
-    print(table(results))
+    print(table(results) + "\n\n" + worst_table(results))
     return 0 if all(r["returncode"] == 0 for r in results) else 1
 
 

