@@ -108,6 +108,28 @@ class DistillConfig:
         return bool(self.teacher) and max(self.pixel, self.policy) > 0
 
 
+def load_teacher_generator(path: str) -> nn.Module:
+    """The frozen real→sim generator of a ``train_translate.py`` checkpoint, for distillation.
+
+    Args:
+        path: the teacher's ``.ckpt`` (CycleGAN, CUT or FastCUT; loaded with weights only).
+
+    Returns:
+        The generator in eval mode with gradients off; it maps (N, 3, H, W) in [-1, 1] to the same.
+
+    Raises:
+        FileNotFoundError / ValueError naming ``model.distill.teacher`` and the file.
+    """
+    try:
+        gen, _, _ = load_lightning_generator(path)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"model.distill.teacher: {exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"model.distill.teacher: {exc}") from exc
+    gen.requires_grad_(False)
+    return gen.eval()
+
+
 #: A phase's loss function: (iteration context) → (named losses to log, the scalar to backward).
 PhaseLosses = Callable[[dict[str, Any]], tuple[dict[str, torch.Tensor], torch.Tensor]]
 
@@ -236,6 +258,8 @@ class TranslatorModule(L.LightningModule):
         distill: Mapping[str, Any] | None = None,
         ema_decay: float = 0.0,
         optimizer: Mapping[str, Any] | None = None,
+        frozen_policy: TorchPolicy | None = None,
+        teacher_generator: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.lr = lr
@@ -246,8 +270,23 @@ class TranslatorModule(L.LightningModule):
         self.check_finite_every_n_steps = max(1, int(check_finite_every_n_steps))
         self.fused_adam = fused_adam
         self.policy_cfg = dict(policy) if policy and policy.get("path") else None
+        if frozen_policy is not None and not isinstance(frozen_policy, TorchPolicy):
+            raise TypeError(f"frozen_policy must be a translate.torch_policy.TorchPolicy, got "
+                            f"{type(frozen_policy).__name__}")
+        if teacher_generator is not None and not isinstance(teacher_generator, nn.Module):
+            raise TypeError(f"teacher_generator must be an nn.Module, got {type(teacher_generator).__name__}")
+        # the injected frozen nets: not registered submodules, so neither trained, saved in
+        # checkpoints nor wrapped by DDP; without them they are loaded from their config on first use
+        self._frozen_policy: TorchPolicy | None = None
+        self._teacher: nn.Module | None = None
+        if frozen_policy is not None:
+            frozen_policy.requires_grad_(False)
+            object.__setattr__(self, "_frozen_policy", frozen_policy.eval())
+        if teacher_generator is not None:
+            teacher_generator.requires_grad_(False)
+            object.__setattr__(self, "_teacher", teacher_generator.eval())
         self.policy_weights = PolicyLossWeights(**(policy_losses or {}))
-        if self.policy_weights.any() and self.policy_cfg is None:
+        if self.policy_weights.any() and not self.has_policy:
             on = {k: v for k, v in dataclasses.asdict(self.policy_weights).items() if v}
             raise ValueError(
                 f"model.policy_losses has non-zero weights {on} but no frozen policy is configured: "
@@ -256,7 +295,7 @@ class TranslatorModule(L.LightningModule):
             )
         self.val_dead_zone = val_dead_zone
         self.distill_cfg = DistillConfig(**(distill or {}))
-        if self.distill_cfg.on and self.distill_cfg.policy > 0 and self.policy_cfg is None:
+        if self.distill_on and self.distill_cfg.policy > 0 and not self.has_policy:
             raise ValueError(
                 "model.distill.policy > 0 needs the frozen policy: set policy.path (or "
                 "policy=jetbot_synth), or model.distill.policy=0"
@@ -267,8 +306,6 @@ class TranslatorModule(L.LightningModule):
         self.optimizer_spec = dict(optimizer) if optimizer else {"_target_": "torch.optim.Adam",
                                                                    "betas": list(self.betas)}
         self._optimizer_class()  # a wrong target fails at construction, naming the key
-        self._teacher: nn.Module | None = None
-        self._frozen_policy: TorchPolicy | None = None
         self._val_outputs: list[dict[str, torch.Tensor]] = []
         self._val_baseline: dict[str, float] | None = None
         self._val_sim_actions: Any = None
@@ -396,17 +433,31 @@ class TranslatorModule(L.LightningModule):
 
     # -- the frozen policy: validation by action agreement and policy-consistency losses -----
     @property
+    def has_policy(self) -> bool:
+        """Whether a frozen policy is injected (``frozen_policy``) or configured (``policy.path``)."""
+        return self._frozen_policy is not None or self.policy_cfg is not None
+
+    @property
     def has_validation(self) -> bool:
-        """Whether validation by action agreement runs (a frozen policy is configured)."""
-        return self.policy_cfg is not None
+        """Whether validation by action agreement runs (a frozen policy is there)."""
+        return self.has_policy
+
+    @property
+    def distill_on(self) -> bool:
+        """Whether distillation runs: a teacher injected or configured, and a non-zero weight."""
+        cfg = self.distill_cfg
+        return (self._teacher is not None or bool(cfg.teacher)) and max(cfg.pixel, cfg.policy) > 0
 
     @property
     def frozen_policy(self) -> TorchPolicy | None:
-        """The frozen sim policy as a differentiable module (not a registered submodule, so it is
-        neither trained nor saved in checkpoints), on this module's device."""
-        if self.policy_cfg is None:
+        """The frozen sim policy as a differentiable module, on this module's device: the one
+        injected as ``frozen_policy`` (what ``train_translate.py`` does), else loaded from
+        ``policy.path`` on first use; None without either. Not a registered submodule, so it is
+        neither trained nor saved in checkpoints."""
+        if self._frozen_policy is None and self.policy_cfg is None:
             return None
         if self._frozen_policy is None:
+            assert self.policy_cfg is not None
             tp = load_torch_policy(self.policy_cfg["path"], self.policy_cfg.get("spec"))
             object.__setattr__(self, "_frozen_policy", tp)
         assert self._frozen_policy is not None
@@ -475,20 +526,15 @@ class TranslatorModule(L.LightningModule):
     def teacher(self) -> nn.Module | None:
         """The frozen teacher generator of ``model.distill`` on this module's device, or None.
 
-        Loaded on first use (weights only), not a registered submodule: neither trained, saved in
-        checkpoints nor wrapped by DDP. Raises FileNotFoundError / ValueError naming the file.
+        The one injected as ``teacher_generator`` (what ``train_translate.py`` does), else loaded
+        from ``model.distill.teacher`` on first use (weights only). Not a registered submodule:
+        neither trained, saved in checkpoints nor wrapped by DDP. Raises FileNotFoundError /
+        ValueError naming the file.
         """
-        if not self.distill_cfg.on:
+        if not self.distill_on:
             return None
         if self._teacher is None:
-            try:
-                gen, _, _ = load_lightning_generator(str(self.distill_cfg.teacher))
-            except FileNotFoundError as exc:
-                raise FileNotFoundError(f"model.distill.teacher: {exc}") from exc
-            except ValueError as exc:
-                raise ValueError(f"model.distill.teacher: {exc}") from exc
-            gen.requires_grad_(False)
-            object.__setattr__(self, "_teacher", gen.eval())
+            object.__setattr__(self, "_teacher", load_teacher_generator(str(self.distill_cfg.teacher)))
         assert self._teacher is not None
         if next(self._teacher.parameters()).device != self.device:
             self._teacher.to(self.device)

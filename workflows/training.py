@@ -16,7 +16,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from models.base import NonFiniteLossError, PolicyLossWeights
+from models.base import DistillConfig, NonFiniteLossError, PolicyLossWeights, load_teacher_generator
 from models.checkpointing import (
     AtomicCheckpointIO,
     SaveLastOnTrainEnd,
@@ -24,6 +24,7 @@ from models.checkpointing import (
     resolve_ckpt_path,
 )
 from models.fast_step import build_executor
+from translate.torch_policy import load_torch_policy
 
 __all__ = ["DiskFullError", "LossesToLog", "config_hash", "train"]
 
@@ -47,7 +48,27 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def instantiate_model(model_kwargs: Mapping[Any, Any]) -> Any:
+def frozen_nets(model_kwargs: Mapping[Any, Any]) -> dict[str, Any]:
+    """The frozen nets a resolved ``model`` config names, loaded once to be injected.
+
+    Args:
+        model_kwargs: as for :func:`instantiate_model`.
+
+    Returns:
+        ``{"frozen_policy": TorchPolicy}`` when ``policy.path`` is set and
+        ``{"teacher_generator": nn.Module}`` when distillation is on (each absent otherwise).
+    """
+    out: dict[str, Any] = {}
+    pol = model_kwargs.get("policy")
+    if pol and pol.get("path"):
+        out["frozen_policy"] = load_torch_policy(str(pol["path"]), pol.get("spec"))
+    distill = DistillConfig(**dict(model_kwargs.get("distill") or {}))
+    if distill.on:
+        out["teacher_generator"] = load_teacher_generator(str(distill.teacher))
+    return out
+
+
+def instantiate_model(model_kwargs: Mapping[Any, Any], **injected: Any) -> Any:
     """The translator module of a resolved ``model`` config (plus the policy entries).
 
     Not recursive: the nested nodes with a ``_target_`` (``model.optimizer``, a custom
@@ -57,11 +78,13 @@ def instantiate_model(model_kwargs: Mapping[Any, Any]) -> Any:
 
     Args:
         model_kwargs: ``OmegaConf.to_container(cfg.model, resolve=True)``, policy entries added.
+        injected: objects passed through as they are, e.g. :func:`frozen_nets`' frozen policy and
+            teacher (not hyper-parameters: kept out of checkpoints).
 
     Returns:
         The :class:`models.base.TranslatorModule`.
     """
-    return hydra.utils.instantiate(model_kwargs, _convert_="all", _recursive_=False)
+    return hydra.utils.instantiate(model_kwargs, _convert_="all", _recursive_=False, **injected)
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -94,7 +117,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model_kwargs = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(model_kwargs, dict)
     model_kwargs.update(_policy_kwargs(cfg, datamodule))
-    model = instantiate_model(model_kwargs)
+    model = instantiate_model(model_kwargs, **frozen_nets(model_kwargs))
     step_cfg = OmegaConf.to_container(cfg.step, resolve=True) if cfg.get("step") else None
     assert step_cfg is None or isinstance(step_cfg, dict)
     model.set_executor(build_executor(step_cfg))  # type: ignore[arg-type]

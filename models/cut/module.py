@@ -83,7 +83,7 @@ class CUTModule(TranslatorModule):
         **base: Any,
     ) -> None:
         super().__init__(**base)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["frozen_policy", "teacher_generator"])
         self.name = name
         g = network_spec(generator, GENERATOR_DEFAULTS["cut"], build_generator)
         d = network_spec(discriminator, DISCRIMINATOR_DEFAULTS["cut"], build_discriminator)

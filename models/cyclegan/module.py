@@ -22,7 +22,6 @@ from models.networks import (
     network_spec,
 )
 from models.pool import ImagePool
-from translate.torch_policy import load_torch_policy
 
 __all__ = ["CycleGANModule", "CycleGANOutputs"]
 
@@ -92,7 +91,7 @@ class CycleGANModule(TranslatorModule):
         **base: Any,
     ) -> None:
         super().__init__(**base)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["frozen_policy", "teacher_generator"])
         self.name = name
         g = network_spec(generator, GENERATOR_DEFAULTS["cyclegan"], build_generator)
         d = network_spec(discriminator, DISCRIMINATOR_DEFAULTS["cyclegan"], build_discriminator)
@@ -103,9 +102,9 @@ class CycleGANModule(TranslatorModule):
         self.netD_B = build_network(d, build_discriminator, "model.discriminator")
         self.init_ema()
         if self.policy_weights.real_student > 0:
-            assert self.policy_cfg is not None  # the base refused the weight without a policy
-            student = load_torch_policy(self.policy_cfg["path"], self.policy_cfg.get("spec"))
-            self.netP_real = student.trainable_copy()  # registered: trained, checkpointed
+            teacher_policy = self.frozen_policy
+            assert teacher_policy is not None  # the base refused the weight without a policy
+            self.netP_real = teacher_policy.trainable_copy()  # registered: trained, checkpointed
             self.optimizer_names = ("G", "D", "P")
             # the ramp's factor, set on the host before each iteration (a CUDA graph reads it)
             self.register_buffer("student_scale", torch.zeros(()), persistent=False)

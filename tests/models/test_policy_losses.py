@@ -245,3 +245,49 @@ def test_real_student_off_is_the_plain_loss_and_cut_refuses_it(tiny_synth: Path)
     with pytest.raises(ValueError, match="real_student needs CycleGAN"):
         CUTModule(generator=TINY_G, discriminator=TINY_D, policy=_policy(tiny_synth),
                   policy_losses={"real_student": 1.0})
+
+
+def test_injected_frozen_nets_are_used_as_given_and_stay_out_of_checkpoints(tiny_synth: Path) -> None:
+    """A frozen policy and teacher passed in (as train() does) are the very objects the losses
+    use; no policy.path or teacher file is needed; they get no gradient and are not saved."""
+    from models.base import load_teacher_generator
+    from models.networks import build_generator
+    from translate.torch_policy import load_torch_policy
+
+    pol = load_torch_policy(_policy(tiny_synth)["path"])
+    teacher = build_generator(**TINY_G)
+    torch.manual_seed(0)
+    m = CycleGANModule(generator=TINY_G, discriminator=TINY_D, frozen_policy=pol,
+                       teacher_generator=teacher, policy_losses={"cycle": 1.0, "real_student": 1.0},
+                       distill={"pixel": 2.0})
+    assert m.frozen_policy is pol and m.teacher is teacher and m.has_validation and m.distill_on
+    assert m.netP_real is not pol  # the student is a trainable copy of the injected policy
+    b = _batch()
+    out = m.generator_forward(b["real"], b["sim"])
+    losses = {**m.policy_losses(b, out), **m.distill_losses(b["real"], out.fake_B)}
+    assert {"loss_policy_cycle", "loss_distill"} <= set(losses)
+    sum(v for k, v in losses.items() if k != "loss_policy_real_student").backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(not t.requires_grad for t in (*pol.parameters(), *pol.buffers()))
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.netG_A.parameters())
+    assert "frozen_policy" not in m.hparams and "teacher_generator" not in m.hparams
+    assert not any(k.startswith(("_frozen_policy", "_teacher")) for k in m.state_dict())
+    with pytest.raises(TypeError, match="frozen_policy must be a translate.torch_policy.TorchPolicy"):
+        CycleGANModule(generator=TINY_G, discriminator=TINY_D, frozen_policy=teacher)  # type: ignore[arg-type]
+    with pytest.raises(FileNotFoundError, match="model.distill.teacher"):
+        load_teacher_generator(str(tiny_synth / "missing.ckpt"))
+
+
+def test_train_injects_the_frozen_nets_it_loads_once(tiny_synth: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """workflows.training.frozen_nets loads the configured policy once; instantiate_model passes
+    it through to the module as the object itself (not through the config)."""
+    from workflows import training
+
+    kwargs = {"_target_": "models.cyclegan.module.CycleGANModule", "generator": TINY_G,
+              "discriminator": TINY_D, "policy": _policy(tiny_synth),
+              "policy_losses": {"sim_identity": 1.0}}
+    nets = training.frozen_nets(kwargs)
+    assert set(nets) == {"frozen_policy"}
+    m = training.instantiate_model(kwargs, **nets)
+    assert m.frozen_policy is nets["frozen_policy"]
+    assert training.frozen_nets({"policy": None, "distill": {"teacher": None}}) == {}
