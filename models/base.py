@@ -103,9 +103,14 @@ class DistillConfig:
     policy: float = 0.0
 
     @property
+    def weighted(self) -> bool:
+        """True when some weight is non-zero."""
+        return max(self.pixel, self.policy) > 0
+
+    @property
     def on(self) -> bool:
         """True when a teacher is set and some weight is non-zero."""
-        return bool(self.teacher) and max(self.pixel, self.policy) > 0
+        return bool(self.teacher) and self.weighted
 
 
 def load_teacher_generator(path: str) -> nn.Module:
@@ -446,7 +451,7 @@ class TranslatorModule(L.LightningModule):
     def distill_on(self) -> bool:
         """Whether distillation runs: a teacher injected or configured, and a non-zero weight."""
         cfg = self.distill_cfg
-        return (self._teacher is not None or bool(cfg.teacher)) and max(cfg.pixel, cfg.policy) > 0
+        return (self._teacher is not None or bool(cfg.teacher)) and cfg.weighted
 
     @property
     def frozen_policy(self) -> TorchPolicy | None:
