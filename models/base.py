@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.augment import diff_augment, draw_diffaug_params, parse_diffaug
 from models.checkpointing import load_lightning_generator
 from models.networks import build_discriminator, build_generator, resolve_target
 from translate.torch_policy import TorchPolicy, load_torch_policy
@@ -265,6 +266,7 @@ class TranslatorModule(L.LightningModule):
         optimizer: Mapping[str, Any] | None = None,
         frozen_policy: TorchPolicy | None = None,
         teacher_generator: nn.Module | None = None,
+        diffaug: str | Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.lr = lr
@@ -311,6 +313,9 @@ class TranslatorModule(L.LightningModule):
         self.optimizer_spec = dict(optimizer) if optimizer else {"_target_": "torch.optim.Adam",
                                                                    "betas": list(self.betas)}
         self._optimizer_class()  # a wrong target fails at construction, naming the key
+        # DiffAugment on every discriminator input; its own stream, so off leaves every other draw
+        self.diffaug_ops = parse_diffaug(diffaug)
+        self.diffaug_gen = torch.Generator().manual_seed(torch.initial_seed() + 5)
         self._val_outputs: list[dict[str, torch.Tensor]] = []
         self._val_baseline: dict[str, float] | None = None
         self._val_sim_actions: Any = None
@@ -411,7 +416,7 @@ class TranslatorModule(L.LightningModule):
         """
         if rank <= 0:
             return
-        for gen in self.rank_generators():
+        for gen in (*self.rank_generators(), self.diffaug_gen):
             gen.manual_seed(int(torch.randint(2**62, (1,), generator=gen).item()) + 1000 * rank)
         torch.manual_seed(int(torch.randint(2**62, (1,)).item()) + 1000 * rank)
 
@@ -435,6 +440,28 @@ class TranslatorModule(L.LightningModule):
             if net is not None:
                 for p in net.parameters():
                     p.requires_grad_(flag)
+
+    # -- DiffAugment on the discriminators' inputs ----------------------------------------------
+    def discriminator_calls(self) -> int:
+        """How many discriminator inputs one iteration has (each gets its own augmentation)."""
+        return 0
+
+    def draw_diffaug(self, ctx: dict[str, Any], live: bool = True) -> None:
+        """Host-side draw of ``ctx["diffaug"]``, (calls, N, 7), when ``model.diffaug`` is on
+        (identity parameters under a graph capture); see :mod:`models.augment`."""
+        if not self.diffaug_ops:
+            return
+        real = ctx["real"]
+        params = draw_diffaug_params(self.discriminator_calls(), int(real.shape[0]), int(real.shape[-2]),
+                                     int(real.shape[-1]), self.diffaug_gen, live)
+        ctx["diffaug"] = params.to(real.device, non_blocking=True)
+
+    def d_input(self, x: torch.Tensor, aug: torch.Tensor | None, call: int) -> torch.Tensor:
+        """A discriminator's input: ``x`` (N, 3, H, W), augmented with call ``call``'s parameters
+        of ``aug`` (``ctx["diffaug"]``) when DiffAugment is on, else ``x`` itself."""
+        if aug is None or not self.diffaug_ops:
+            return x
+        return diff_augment(x, aug[call], self.diffaug_ops)
 
     # -- the frozen policy: validation by action agreement and policy-consistency losses -----
     @property
@@ -948,7 +975,8 @@ class TranslatorModule(L.LightningModule):
         rng: dict[str, Any] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        checkpoint["translator_state"] = {"extra": self.extra_state(), "rng": rng}
+        checkpoint["translator_state"] = {"extra": self.extra_state(), "rng": rng,
+                                          "diffaug_gen": self.diffaug_gen.get_state()}
         trainer = getattr(self, "_trainer", None)
         if trainer is not None:
             # the lens correction the run trained with (None: none), so an export keeps it
@@ -960,6 +988,8 @@ class TranslatorModule(L.LightningModule):
         if not state:
             return
         self.load_extra_state(state.get("extra", {}))
+        if "diffaug_gen" in state:
+            self.diffaug_gen.set_state(state["diffaug_gen"])
         rng = state.get("rng", {})
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])

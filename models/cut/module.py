@@ -238,10 +238,12 @@ class CUTModule(TranslatorModule):
             total = total + crit(f_q, f_k).mean() * self.lambda_NCE
         return total / len(self.nce_layers)
 
-    def discriminator_losses(self, real_B: torch.Tensor, fake_B: torch.Tensor) -> dict[str, torch.Tensor]:
-        """LSGAN discriminator loss on a detached fake; ``loss_D`` = mean of real and fake terms."""
-        loss_D_fake = self.criterionGAN(self.netD(fake_B.detach()), False).mean()
-        loss_D_real = self.criterionGAN(self.netD(real_B), True).mean()
+    def discriminator_losses(self, real_B: torch.Tensor, fake_B: torch.Tensor,
+                             aug: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """LSGAN discriminator loss on a detached fake; ``loss_D`` = mean of real and fake terms.
+        ``aug``: ``ctx["diffaug"]`` (DiffAugment on the discriminator's inputs), or None."""
+        loss_D_fake = self.criterionGAN(self.netD(self.d_input(fake_B.detach(), aug, 2)), False).mean()
+        loss_D_real = self.criterionGAN(self.netD(self.d_input(real_B, aug, 1)), True).mean()
         return {"loss_D_real": loss_D_real, "loss_D_fake": loss_D_fake,
                 "loss_D": (loss_D_fake + loss_D_real) * 0.5}
 
@@ -253,16 +255,19 @@ class CUTModule(TranslatorModule):
         idt_B: torch.Tensor | None,
         flipped: torch.Tensor | bool | None,
         patch_ids: list[list[torch.Tensor]] | None = None,
+        aug: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """GAN + PatchNCE (+ NCE-identity) losses of G; ``loss_G`` is the total.
 
         ``patch_ids``: the positions of the real→fake and sim→identity PatchNCE calls (None: drawn
-        from the patch generator in that order).
+        from the patch generator in that order). ``aug``: ``ctx["diffaug"]`` (DiffAugment on the
+        discriminator's input), or None.
         """
         ids = list(patch_ids) if patch_ids is not None else [None, None]
         losses: dict[str, torch.Tensor] = {}
         if self.lambda_GAN > 0:
-            losses["loss_G_GAN"] = self.criterionGAN(self.netD(fake_B), True).mean() * self.lambda_GAN
+            d_fake = self.netD(self.d_input(fake_B, aug, 0))
+            losses["loss_G_GAN"] = self.criterionGAN(d_fake, True).mean() * self.lambda_GAN
         else:
             losses["loss_G_GAN"] = torch.zeros((), device=real_A.device)
         # as the official code: keys from the unflipped input, queries from G's output on the
@@ -289,9 +294,15 @@ class CUTModule(TranslatorModule):
             Phase("G", self.generator_step, (0, 2), frozen=(self.netD,)),
         ]
 
+    def discriminator_calls(self) -> int:
+        """Three inputs: the G phase's D(fake_B); the D phase's real and fake."""
+        return 3
+
     def prepare_iteration(self, ctx: dict[str, Any], live: bool = True) -> None:
         """Host-side draws, in the official order from the patch generator: FastCUT's flip
-        (``ctx["flip"]``), then the PatchNCE positions of each call (``ctx["patch_ids"]``)."""
+        (``ctx["flip"]``), then the PatchNCE positions of each call (``ctx["patch_ids"]``); and
+        DiffAugment's parameters (``ctx["diffaug"]``, its own stream) when on."""
+        self.draw_diffaug(ctx, live)
         real = ctx["real"]
         if self.flip_equivariance:
             ctx["flip"] = (self.draw_flip(real.device) if live
@@ -313,7 +324,7 @@ class CUTModule(TranslatorModule):
         """
         fake_B, idt_B, _ = self.generator_forward(ctx["real"], ctx["sim"], ctx.get("flip"))
         ctx["fake_B"], ctx["idt_B"] = fake_B, idt_B
-        d = self.discriminator_losses(ctx["sim"], fake_B)
+        d = self.discriminator_losses(ctx["sim"], fake_B, ctx.get("diffaug"))
         return d, d["loss_D"]
 
     def generator_step(self, ctx: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -325,7 +336,8 @@ class CUTModule(TranslatorModule):
         """
         real_A, real_B = ctx["real"], ctx["sim"]
         fake_B, idt_B, flip = ctx["fake_B"], ctx["idt_B"], ctx.get("flip")
-        losses = self.generator_losses(real_A, real_B, fake_B, idt_B, flip, ctx.get("patch_ids"))
+        losses = self.generator_losses(real_A, real_B, fake_B, idt_B, flip, ctx.get("patch_ids"),
+                                       ctx.get("diffaug"))
         losses.update(self.policy_losses(ctx, idt_B, flip))
         # fake_B is G's output for the flipped frame when flipped: the teacher sees the same input
         losses.update(self.distill_losses(self.flip_if(real_A, flip), fake_B))

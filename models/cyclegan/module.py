@@ -185,9 +185,16 @@ class CycleGANModule(TranslatorModule):
         n = fake_B.shape[0]
         return fake_B + noise[:n].to(fake_B.dtype), fake_A + noise[n:].to(fake_A.dtype)
 
+    def discriminator_calls(self) -> int:
+        """Six inputs: the G phase's D_A(fake_B), D_B(fake_A); the D phase's real and pooled fake
+        of each discriminator."""
+        return 6
+
     def prepare_iteration(self, ctx: dict[str, Any], live: bool = True) -> None:
-        """Host-side draw of the cycle noise (``ctx["cycle_noise"]``, (2N, 3, H, W)) when on;
-        a zero placeholder of that shape under a graph capture."""
+        """Host-side draws: DiffAugment's parameters (``ctx["diffaug"]``) when on, then the cycle
+        noise (``ctx["cycle_noise"]``, (2N, 3, H, W)) when on; placeholders of those shapes under a
+        graph capture."""
+        self.draw_diffaug(ctx, live)
         if live and self.real_student is not None:
             self.get_buffer("student_scale").fill_(self.policy_weights.student_ramp(self.global_step))
         if self.cycle_noise <= 0:
@@ -199,12 +206,14 @@ class CycleGANModule(TranslatorModule):
         ctx["cycle_noise"] = noise.to(real.device, non_blocking=True)
 
     def generator_losses(
-        self, real_A: torch.Tensor, real_B: torch.Tensor, out: CycleGANOutputs
+        self, real_A: torch.Tensor, real_B: torch.Tensor, out: CycleGANOutputs,
+        aug: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """GAN + cycle + identity losses of the generators; ``loss_G`` is their sum."""
+        """GAN + cycle + identity losses of the generators; ``loss_G`` is their sum. ``aug``:
+        ``ctx["diffaug"]`` (DiffAugment on the discriminators' inputs), or None."""
         losses: dict[str, torch.Tensor] = {}
-        losses["loss_G_A"] = self.criterionGAN(self.netD_A(out.fake_B), True)
-        losses["loss_G_B"] = self.criterionGAN(self.netD_B(out.fake_A), True)
+        losses["loss_G_A"] = self.criterionGAN(self.netD_A(self.d_input(out.fake_B, aug, 0)), True)
+        losses["loss_G_B"] = self.criterionGAN(self.netD_B(self.d_input(out.fake_A, aug, 1)), True)
         losses["loss_cycle_A"] = F.l1_loss(out.rec_A, real_A) * self.lambda_A
         losses["loss_cycle_B"] = F.l1_loss(out.rec_B, real_B) * self.lambda_B
         if out.idt_A is not None and out.idt_B is not None:
@@ -219,12 +228,15 @@ class CycleGANModule(TranslatorModule):
         real_B: torch.Tensor,
         fake_A: torch.Tensor,
         fake_B: torch.Tensor,
+        aug: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """LSGAN discriminator losses on (pooled, detached) fakes; ``loss_D`` is their sum."""
-        loss_D_A = 0.5 * (self.criterionGAN(self.netD_A(real_B), True)
-                          + self.criterionGAN(self.netD_A(fake_B.detach()), False))
-        loss_D_B = 0.5 * (self.criterionGAN(self.netD_B(real_A), True)
-                          + self.criterionGAN(self.netD_B(fake_A.detach()), False))
+        """LSGAN discriminator losses on (pooled, detached) fakes; ``loss_D`` is their sum.
+        ``aug``: ``ctx["diffaug"]`` (DiffAugment on the discriminators' inputs), or None."""
+        d = self.d_input
+        loss_D_A = 0.5 * (self.criterionGAN(self.netD_A(d(real_B, aug, 2)), True)
+                          + self.criterionGAN(self.netD_A(d(fake_B.detach(), aug, 3)), False))
+        loss_D_B = 0.5 * (self.criterionGAN(self.netD_B(d(real_A, aug, 4)), True)
+                          + self.criterionGAN(self.netD_B(d(fake_A.detach(), aug, 5)), False))
         return {"loss_D_A": loss_D_A, "loss_D_B": loss_D_B, "loss_D": loss_D_A + loss_D_B}
 
     # -- the iteration as phases (every executor runs these; see models.base.Phase) ------------
@@ -278,7 +290,7 @@ class CycleGANModule(TranslatorModule):
         """
         real_A, real_B = ctx["real"], ctx["sim"]
         out = self.generator_forward(real_A, real_B, ctx.get("cycle_noise"))
-        losses = self.generator_losses(real_A, real_B, out)
+        losses = self.generator_losses(real_A, real_B, out, ctx.get("diffaug"))
         losses.update(self.policy_losses(ctx, out))
         losses.update(self.distill_losses(real_A, out.fake_B))
         ctx.update(fake_A=out.fake_A, fake_B=out.fake_B, rec_A=out.rec_A)
@@ -300,7 +312,7 @@ class CycleGANModule(TranslatorModule):
 
     def discriminator_step(self, ctx: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Both discriminators' LSGAN losses on the pooled fakes; ``(named losses, loss_D)``."""
-        d = self.discriminator_losses(ctx["real"], ctx["sim"], ctx["pool_A"], ctx["pool_B"])
+        d = self.discriminator_losses(ctx["real"], ctx["sim"], ctx["pool_A"], ctx["pool_B"], ctx.get("diffaug"))
         return d, d["loss_D"]
 
     def log_iteration(self, ctx: dict[str, Any]) -> None:

@@ -117,6 +117,26 @@ def test_fast_executor_equals_eager_on_cpu(model: str, terms: str, tiny_synth: P
         torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-5, msg=lambda msg, n=name: f"{n}: {msg}")
 
 
+@pytest.mark.parametrize("model", ["cyclegan", "cut"])
+def test_fast_executor_equals_eager_with_diffaugment_on_cpu(model: str) -> None:
+    """DiffAugment's host-drawn parameters reach the fast executor's phases as the eager loop's."""
+    make = {"cyclegan": lambda: CycleGANModule(generator=G, discriminator=D, diffaug="color,translation,cutout"),
+            "cut": lambda: CUTModule(generator=G, discriminator=D, num_patches=16,
+                                     diffaug="color,translation,cutout")}[model]
+    batches = _batches(4)
+    runs = []
+    for step in ("eager", "fast"):
+        torch.manual_seed(0)
+        m = make()
+        runs.append((m, _fit(m, batches, step)))
+    (a, la), (b, lb) = runs
+    for s, (ea, eb) in enumerate(zip(la, lb, strict=True)):
+        for k in ea:
+            assert ea[k] == pytest.approx(eb[k], rel=1e-5, abs=1e-6), f"step {s} {k}"
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-5, msg=lambda msg, n=name: f"{n}: {msg}")
+
+
 def test_step_config_errors_name_the_key() -> None:
     with pytest.raises(ValueError, match=r"step\.graphs is not a step setting; valid keys: name, cuda_graph"):
         StepConfig.from_mapping({"name": "fast", "graphs": True})
