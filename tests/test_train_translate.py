@@ -182,3 +182,16 @@ def test_a_generator_class_from_the_command_line_builds(compose_cfg: Any) -> Non
     module = instantiate_model(OmegaConf.to_container(cfg.model, resolve=True))
     assert module.netG.model[1].out_channels == 8
     assert type(module.configure_optimizers()[0][0]) is torch.optim.AdamW
+
+
+def test_diffaug_from_the_command_line(compose_cfg: Any) -> None:
+    """`model.diffaug=[translation,cutout]` (a list: Hydra reads a bare comma as a sweep) and the
+    quoted string form both build; a wrong name fails naming the key and the choices."""
+    for override in ("model.diffaug=[translation,cutout]", "model.diffaug='translation,cutout'"):
+        cfg = compose_cfg("train", ["model.generator.ngf=8", "model.generator.n_blocks=1",
+                                    "model.discriminator.ndf=8", override])
+        module = instantiate_model(OmegaConf.to_container(cfg.model, resolve=True))
+        assert module.diffaug_ops == ("translation", "cutout"), override
+    cfg = compose_cfg("train", ["model.diffaug=[blur]"])
+    with pytest.raises(Exception, match=r"model.diffaug: unknown augmentation 'blur'; choose from color"):
+        instantiate_model(OmegaConf.to_container(cfg.model, resolve=True))
