@@ -817,14 +817,23 @@ def build_discriminator(
     init_type: str = "normal",
     init_gain: float = 0.02,
     input_nc: int = 3,
+    spectral_norm: bool = False,
 ) -> NLayerDiscriminator:
     """Build and initialise a PatchGAN discriminator (70×70 receptive field with 3 layers).
+
+    Args:
+        spectral_norm: divide every convolution's weight by its largest singular value (one
+            power iteration per training forward; Miyato et al. 2018), after the initialisation.
 
     Returns:
         The discriminator, mapping (N, 3, H, W) to a patch map (N, 1, H', W').
     """
     net = NLayerDiscriminator(input_nc=input_nc, ndf=ndf, n_layers=n_layers, antialias=antialias)
     init_weights(net, init_type=init_type, init_gain=init_gain)
+    if spectral_norm:
+        for m in list(net.modules()):
+            if isinstance(m, nn.Conv2d) and m.weight.requires_grad:
+                nn.utils.parametrizations.spectral_norm(m)
     return net
 
 

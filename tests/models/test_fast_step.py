@@ -118,10 +118,12 @@ def test_fast_executor_equals_eager_on_cpu(model: str, terms: str, tiny_synth: P
 
 
 @pytest.mark.parametrize("model", ["cyclegan", "cut"])
-def test_fast_executor_equals_eager_with_diffaugment_on_cpu(model: str) -> None:
-    """DiffAugment's host-drawn parameters reach the fast executor's phases as the eager loop's."""
-    make = {"cyclegan": lambda: CycleGANModule(generator=G, discriminator=D, diffaug="color,translation,cutout"),
-            "cut": lambda: CUTModule(generator=G, discriminator=D, num_patches=16,
+def test_fast_executor_equals_eager_with_diffaugment_and_spectral_norm_on_cpu(model: str) -> None:
+    """DiffAugment's host-drawn parameters reach the fast executor's phases as the eager loop's;
+    spectral-norm discriminators (power iterations in every forward) train the same too."""
+    sn = {**D, "spectral_norm": True}
+    make = {"cyclegan": lambda: CycleGANModule(generator=G, discriminator=sn, diffaug="color,translation,cutout"),
+            "cut": lambda: CUTModule(generator=G, discriminator=sn, num_patches=16,
                                      diffaug="color,translation,cutout")}[model]
     batches = _batches(4)
     runs = []
@@ -135,6 +137,7 @@ def test_fast_executor_equals_eager_with_diffaugment_on_cpu(model: str) -> None:
             assert ea[k] == pytest.approx(eb[k], rel=1e-5, abs=1e-6), f"step {s} {k}"
     for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-5, msg=lambda msg, n=name: f"{n}: {msg}")
+    assert any("parametrizations" in name for name, _ in a.named_parameters())
 
 
 def test_step_config_errors_name_the_key() -> None:
