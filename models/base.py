@@ -114,6 +114,11 @@ class DistillConfig:
         return bool(self.teacher) and self.weighted
 
 
+def policy_config(policy: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The frozen-policy entries of a model config (``path``, ``spec``), or None without a path."""
+    return dict(policy) if policy and policy.get("path") else None
+
+
 def load_teacher_generator(path: str) -> nn.Module:
     """The frozen real→sim generator of a ``train_translate.py`` checkpoint, for distillation.
 
@@ -276,7 +281,7 @@ class TranslatorModule(L.LightningModule):
         self.log_images_every_n_steps = log_images_every_n_steps
         self.check_finite_every_n_steps = max(1, int(check_finite_every_n_steps))
         self.fused_adam = fused_adam
-        self.policy_cfg = dict(policy) if policy and policy.get("path") else None
+        self.policy_cfg = policy_config(policy)
         if frozen_policy is not None and not isinstance(frozen_policy, TorchPolicy):
             raise TypeError(f"frozen_policy must be a translate.torch_policy.TorchPolicy, got "
                             f"{type(frozen_policy).__name__}")
@@ -416,7 +421,7 @@ class TranslatorModule(L.LightningModule):
         """
         if rank <= 0:
             return
-        for gen in (*self.rank_generators(), self.diffaug_gen):
+        for gen in self.rank_generators():
             gen.manual_seed(int(torch.randint(2**62, (1,), generator=gen).item()) + 1000 * rank)
         torch.manual_seed(int(torch.randint(2**62, (1,)).item()) + 1000 * rank)
 
@@ -486,17 +491,16 @@ class TranslatorModule(L.LightningModule):
         injected as ``frozen_policy`` (what ``train_translate.py`` does), else loaded from
         ``policy.path`` on first use; None without either. Not a registered submodule, so it is
         neither trained nor saved in checkpoints."""
-        if self._frozen_policy is None and self.policy_cfg is None:
-            return None
         if self._frozen_policy is None:
-            assert self.policy_cfg is not None
+            if self.policy_cfg is None:
+                return None
             tp = load_torch_policy(self.policy_cfg["path"], self.policy_cfg.get("spec"))
             object.__setattr__(self, "_frozen_policy", tp)
-        assert self._frozen_policy is not None
-        dev = self.device
-        if next(iter(self._frozen_policy.buffers()), torch.empty(0)).device != dev:
-            self._frozen_policy.to(dev)
-        return self._frozen_policy
+        pol = self._frozen_policy
+        assert pol is not None
+        if next(iter(pol.buffers()), torch.empty(0)).device != self.device:
+            pol.to(self.device)
+        return pol
 
     def paired_losses(self, batch: Mapping[str, Any], generator: nn.Module) -> dict[str, torch.Tensor]:
         """The terms on paired frames, when the batch holds ``paired_real`` / ``paired_sim``.
@@ -889,15 +893,19 @@ class TranslatorModule(L.LightningModule):
 
     # -- checkpoint state ---------------------------------------------------------------------
     def rank_generators(self) -> list[torch.Generator]:
-        """The module's own random generators (pools, patch sampling); override to list them."""
-        return []
+        """The module's own random generators (DiffAugment's here; pools, patch sampling in the
+        models); override to extend, starting from ``super().rank_generators()``."""
+        return [self.diffaug_gen]
 
     def extra_state(self) -> dict[str, Any]:
-        """State beyond parameters and optimisers (image pools, samplers); override to extend."""
-        return {}
+        """State beyond parameters and optimisers (DiffAugment's stream here; image pools,
+        samplers in the models); override to extend ``super().extra_state()``."""
+        return {"diffaug_gen": self.diffaug_gen.get_state()}
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`extra_state` returned."""
+        """Restore what :meth:`extra_state` returned (override to extend, calling super)."""
+        if "diffaug_gen" in state:
+            self.diffaug_gen.set_state(state["diffaug_gen"])
 
     def remember_generator(self, kwargs: Mapping[str, Any], prefix: str) -> None:
         """Record the real→sim generator's build kwargs and state_dict prefix for checkpoints.
@@ -975,8 +983,7 @@ class TranslatorModule(L.LightningModule):
         rng: dict[str, Any] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        checkpoint["translator_state"] = {"extra": self.extra_state(), "rng": rng,
-                                          "diffaug_gen": self.diffaug_gen.get_state()}
+        checkpoint["translator_state"] = {"extra": self.extra_state(), "rng": rng}
         trainer = getattr(self, "_trainer", None)
         if trainer is not None:
             # the lens correction the run trained with (None: none), so an export keeps it
@@ -988,8 +995,6 @@ class TranslatorModule(L.LightningModule):
         if not state:
             return
         self.load_extra_state(state.get("extra", {}))
-        if "diffaug_gen" in state:
-            self.diffaug_gen.set_state(state["diffaug_gen"])
         rng = state.get("rng", {})
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])

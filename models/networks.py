@@ -832,7 +832,7 @@ def build_discriminator(
     init_weights(net, init_type=init_type, init_gain=init_gain)
     if spectral_norm:
         for m in list(net.modules()):
-            if isinstance(m, nn.Conv2d) and m.weight.requires_grad:
+            if isinstance(m, nn.Conv2d):
                 nn.utils.parametrizations.spectral_norm(m)
     return net
 

@@ -16,7 +16,13 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from models.base import DistillConfig, NonFiniteLossError, PolicyLossWeights, load_teacher_generator
+from models.base import (
+    DistillConfig,
+    NonFiniteLossError,
+    PolicyLossWeights,
+    load_teacher_generator,
+    policy_config,
+)
 from models.checkpointing import (
     AtomicCheckpointIO,
     SaveLastOnTrainEnd,
@@ -59,8 +65,8 @@ def frozen_nets(model_kwargs: Mapping[Any, Any]) -> dict[str, Any]:
         ``{"teacher_generator": nn.Module}`` when distillation is on (each absent otherwise).
     """
     out: dict[str, Any] = {}
-    pol = model_kwargs.get("policy")
-    if pol and pol.get("path"):
+    pol = policy_config(model_kwargs.get("policy"))
+    if pol is not None:
         out["frozen_policy"] = load_torch_policy(str(pol["path"]), pol.get("spec"))
     distill = DistillConfig(**dict(model_kwargs.get("distill") or {}))
     if distill.on:

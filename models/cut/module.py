@@ -376,11 +376,12 @@ class CUTModule(TranslatorModule):
         return losses
 
     def rank_generators(self) -> list[torch.Generator]:
-        return [self.patch_gen]
+        return [*super().rank_generators(), self.patch_gen]
 
     def extra_state(self) -> dict[str, Any]:
-        return {"patch_gen": self.patch_gen.get_state()}
+        return {**super().extra_state(), "patch_gen": self.patch_gen.get_state()}
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        super().load_extra_state(state)
         if "patch_gen" in state:
             self.patch_gen.set_state(state["patch_gen"])

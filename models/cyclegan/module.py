@@ -344,13 +344,15 @@ class CycleGANModule(TranslatorModule):
         return losses
 
     def rank_generators(self) -> list[torch.Generator]:
-        return [self.fake_A_pool.generator, self.fake_B_pool.generator, self.noise_gen]
+        return [*super().rank_generators(), self.fake_A_pool.generator, self.fake_B_pool.generator,
+                self.noise_gen]
 
     def extra_state(self) -> dict[str, Any]:
-        return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict(),
-                "noise_gen": self.noise_gen.get_state()}
+        return {**super().extra_state(), "fake_A_pool": self.fake_A_pool.state_dict(),
+                "fake_B_pool": self.fake_B_pool.state_dict(), "noise_gen": self.noise_gen.get_state()}
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        super().load_extra_state(state)
         if "fake_A_pool" in state:
             self.fake_A_pool.load_state_dict(state["fake_A_pool"])
             self.fake_B_pool.load_state_dict(state["fake_B_pool"])
