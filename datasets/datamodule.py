@@ -193,6 +193,9 @@ class TranslationDataModule(L.LightningDataModule):
             ``max(n_real, n_sim)``; the LR schedule is per epoch, so this sets its pace.
         val_dir: a paired folder with actions for validation by action agreement, or None.
         paired_dir: a paired folder used in training by the paired policy loss, or None.
+        randomized_pairs: add a randomised-to-canonical pair to each item instead: a sim
+            training frame through a random camera, paired with itself
+            (:class:`datasets.randomize.WithRandomizedPairs`), for the same paired terms.
         val_size: use at most this many validation pairs.
         max_items: use at most this many frames per domain.
         seed: the run's seed: the training order and every item's random draws are keyed by
@@ -221,6 +224,7 @@ class TranslationDataModule(L.LightningDataModule):
         val_dir: str | None = None,
         val_size: int | None = None,
         paired_dir: str | None = None,
+        randomized_pairs: bool = False,
         max_items: int | None = None,
         seed: int = 0,
     ) -> None:
@@ -243,7 +247,11 @@ class TranslationDataModule(L.LightningDataModule):
         self.steps_per_epoch = steps_per_epoch
         self.val_dir = val_dir
         self.val_size = val_size
+        if paired_dir and randomized_pairs:
+            raise ValueError("data.paired_dir and data.randomized_pairs=true both supply the paired "
+                             "frames: set one (data.paired_dir=null or data.randomized_pairs=false)")
         self.paired_dir = paired_dir
+        self.randomized_pairs = bool(randomized_pairs)
         self.max_items = max_items
         self.train_set: UnpairedImageDataset | None = None
         self.train_pairs: PairedValDataset | None = None
@@ -304,6 +312,10 @@ class TranslationDataModule(L.LightningDataModule):
         dataset: Dataset[dict[str, torch.Tensor]] = self.train_set
         if self.train_pairs is not None:
             dataset = WithPairs(self.train_set, self.train_pairs)
+        elif self.randomized_pairs:
+            from datasets.randomize import WithRandomizedPairs
+
+            dataset = WithRandomizedPairs(self.train_set, flip=self.flip)
         trainer = getattr(self, "trainer", None)
         world = int(getattr(trainer, "world_size", 1) or 1)
         rank = int(getattr(trainer, "global_rank", 0) or 0)

@@ -10,7 +10,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -70,9 +70,12 @@ class PolicyLossWeights:
     real_student: float = 0.0
     real_student_warmup: int = 1000
 
+    #: the terms that need the frozen policy
+    NEEDS_POLICY: ClassVar[tuple[str, ...]] = ("cycle", "sim_identity", "paired", "real_student")
+
     def any(self) -> bool:
         """True when some term that needs the frozen policy is on."""
-        return max(self.cycle, self.sim_identity, self.paired, self.real_student) > 0
+        return max(float(getattr(self, k)) for k in self.NEEDS_POLICY) > 0
 
     def student_ramp(self, step: int) -> float:
         """The real-student term's weight factor at ``step``: 0 during the warm-up, then linear
@@ -299,7 +302,8 @@ class TranslatorModule(L.LightningModule):
             object.__setattr__(self, "_teacher", teacher_generator.eval())
         self.policy_weights = PolicyLossWeights(**(policy_losses or {}))
         if self.policy_weights.any() and not self.has_policy:
-            on = {k: v for k, v in dataclasses.asdict(self.policy_weights).items() if v}
+            on = {k: v for k, v in dataclasses.asdict(self.policy_weights).items()
+                  if k in PolicyLossWeights.NEEDS_POLICY and v}
             raise ValueError(
                 f"model.policy_losses has non-zero weights {on} but no frozen policy is configured: "
                 "set policy.path (or policy=jetbot_synth), or switch them off with "

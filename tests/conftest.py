@@ -95,6 +95,7 @@ def tiny_train_overrides(model: str, data_root: Path, runs_dir: Path, steps: int
         "data.steps_per_epoch=4", "model.n_epochs=1", "model.n_epochs_decay=1",
         "model.log_images_every_n_steps=2", "evaluate.enabled=false",
         "model.policy_losses.cycle=0", "model.policy_losses.sim_identity=0",
+        "model.policy_losses.paired=0", "model.policy_losses.paired_pixel=0", "data.randomized_pairs=false",
     ]
     if model in ("cut", "fastcut"):
         ov.append("model.num_patches=16")

@@ -61,6 +61,13 @@ def test_cut_sim_identity_policy_loss(tiny_synth: Path) -> None:
 def test_policy_weights_need_a_policy() -> None:
     with pytest.raises(ValueError, match=r"no frozen policy is configured.*model.policy_losses.cycle=0"):
         CycleGANModule(generator=TINY_G, discriminator=TINY_D, policy_losses={"cycle": 1.0})
+    # the message names only the terms that need the policy (not paired_pixel, not the warm-up)
+    with pytest.raises(ValueError) as info:
+        CycleGANModule(generator=TINY_G, discriminator=TINY_D,
+                       policy_losses={"paired": 5.0, "paired_pixel": 10.0, "real_student_warmup": 500})
+    msg = str(info.value)
+    assert "{'paired': 5.0}" in msg and "model.policy_losses.paired=0" in msg
+    assert "paired_pixel" not in msg and "warmup" not in msg
 
 
 @pytest.mark.parametrize("cls", [CycleGANModule, CUTModule])

@@ -1,0 +1,172 @@
+"""Randomised-to-canonical pairs: sim frames seen through a random camera, paired with the sim frame itself (RCAN)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import Dataset  # noqa: E402
+
+from datasets.sampling import item_generator  # noqa: E402
+from datasets.unpaired import UnpairedImageDataset, to_tensor  # noqa: E402
+
+__all__ = ["SurfaceTexture", "WithRandomizedPairs", "build_camera_randomizer"]
+
+
+class SurfaceTexture(A.ImageOnlyTransform):  # type: ignore[misc]
+    """A random multiplicative texture on part of the frame: value noise, stripes or a grid.
+
+    The texture field ``t`` (zero mean, unit peak) multiplies the frame as ``x · (1 + a · m · t)``
+    where ``a`` is drawn from ``amplitude`` and ``m`` is a soft mask: the whole frame, or the pixels
+    brighter (or darker) than a random luminance threshold — surfaces of the sim render's flat
+    colours get a texture of their own, the rest keeps its look.
+
+    Args:
+        amplitude: range of ``a``.
+        p: probability of applying it.
+
+    Shape:
+        Image: (H, W, 3) uint8 → (H, W, 3) uint8.
+    """
+
+    def __init__(self, amplitude: tuple[float, float] = (0.05, 0.35), p: float = 0.5) -> None:
+        super().__init__(p=p)
+        self.amplitude = (float(amplitude[0]), float(amplitude[1]))
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        """Draw the field for this frame's size from the transform's own generator."""
+        h, w = params["shape"][:2]
+        rng: np.random.Generator = self.random_generator
+        kind = int(rng.integers(3))
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        if kind == 0:  # value noise, 2-3 octaves
+            field = np.zeros((h, w), np.float32)
+            cell = float(rng.uniform(3.0, 24.0)) * w / 128.0
+            for octave in range(int(rng.integers(2, 4))):
+                gh, gw = max(2, int(h / cell) + 2), max(2, int(w / cell) + 2)
+                grid = rng.standard_normal((gh, gw)).astype(np.float32)
+                field += cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC) / (2.0 ** octave)
+                cell /= 2.0
+        else:  # stripes (planks, banding) or a grid (tiles)
+            theta = float(rng.uniform(0, np.pi))
+            period = float(rng.uniform(4.0, 28.0)) * w / 128.0
+            phase = float(rng.uniform(0, 2 * np.pi))
+            u = (xx * np.cos(theta) + yy * np.sin(theta)) * (2 * np.pi / period) + phase
+            sharp = float(rng.uniform(1.0, 8.0))
+            field = np.abs(np.sin(u)) ** (1.0 / sharp)
+            if kind == 2:
+                v = (-xx * np.sin(theta) + yy * np.cos(theta)) * (2 * np.pi / period)
+                field = np.minimum(field, np.abs(np.sin(v)) ** (1.0 / sharp))
+        field -= field.mean()
+        field /= max(float(np.abs(field).max()), 1e-6)
+        mode = int(rng.integers(3))
+        if mode == 0:
+            mask = np.ones((h, w), np.float32)
+        else:
+            lum = data["image"].astype(np.float32).mean(axis=2) / 255.0
+            thr = float(rng.uniform(0.2, 0.8))
+            mask = 1.0 / (1.0 + np.exp(-(lum - thr) * 20.0 * (1 if mode == 1 else -1)))
+        a = float(rng.uniform(*self.amplitude))
+        return {"gain": (1.0 + a * mask * field).astype(np.float32)}
+
+    def apply(self, img: np.ndarray, gain: np.ndarray, **params: Any) -> np.ndarray:
+        """Multiply the frame by the drawn gain field."""
+        out = img.astype(np.float32) * gain[..., None]
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("amplitude",)
+
+
+def build_camera_randomizer() -> A.Compose:
+    """A random camera for sim frames: colour cast, tone, lighting, texture, optics, noise, JPEG.
+
+    Each op is drawn independently with its own probability, in camera order (scene light and
+    surfaces → lens → sensor → codec). The ranges are generic (albumentations' camera effects
+    and :class:`SurfaceTexture`) and were set on jetbot_synth's val split only; none copies a
+    held-out look of :mod:`datasets.jetbot_synth.looks`.
+
+    Returns:
+        An albumentations pipeline on RGB uint8 (H, W, 3) arrays (seed it per item with
+        ``set_random_seed``).
+    """
+    return A.Compose([
+        # the scene: surfaces and light
+        SurfaceTexture(amplitude=(0.05, 0.4), p=0.6),
+        A.PlasmaBrightnessContrast(brightness_range=(-0.2, 0.2), contrast_range=(-0.2, 0.2),
+                                   plasma_size=128, roughness=3.0, p=0.3),
+        A.Illumination(mode="linear", intensity_range=(0.05, 0.2), p=0.3),
+        A.Illumination(mode="gaussian", intensity_range=(0.05, 0.2), effect_type="darken",
+                       center_range=(0.3, 0.7), sigma_range=(0.4, 1.0), p=0.4),  # vignette-like
+        A.PlasmaShadow(shadow_intensity_range=(0.1, 0.4), plasma_size=128, p=0.2),
+        # white balance and tone
+        A.PlanckianJitter(mode="blackbody", temperature_limit=(3500, 12000), p=0.5),
+        A.MultiplicativeNoise(multiplier=(0.7, 1.3), per_channel=True, elementwise=False, p=0.7),
+        A.RGBShift(r_shift_limit=(-20, 20), g_shift_limit=(-20, 20), b_shift_limit=(-20, 20), p=0.3),
+        A.ColorJitter(brightness=(0.6, 1.3), contrast=(0.5, 1.3), saturation=(0.3, 1.4),
+                      hue=(-0.04, 0.04), p=0.8),
+        A.RandomGamma(gamma_limit=(60, 160), p=0.4),
+        A.RandomToneCurve(scale=0.2, per_channel=True, p=0.3),
+        # the lens
+        A.OneOf([
+            A.GaussianBlur(sigma_limit=(0.3, 1.8), p=1.0),
+            A.Defocus(radius=(1, 3), alias_blur=(0.05, 0.3), p=1.0),
+            A.MotionBlur(blur_limit=(3, 7), p=1.0),
+        ], p=0.7),
+        A.ChromaticAberration(primary_distortion_limit=(-0.03, 0.03),
+                              secondary_distortion_limit=(-0.05, 0.05), mode="random", p=0.3),
+        A.UnsharpMask(blur_limit=(3, 7), alpha=(0.2, 0.6), p=0.2),
+        A.Downscale(scale_range=(0.5, 0.9), p=0.2),
+        # the sensor and the codec
+        A.OneOf([
+            A.GaussNoise(std_range=(0.005, 0.03), p=1.0),
+            A.ISONoise(color_shift=(0.01, 0.03), intensity=(0.05, 0.2), p=1.0),
+            A.ShotNoise(scale_range=(0.005, 0.05), p=1.0),
+        ], p=0.8),
+        A.SaltAndPepper(amount=(0.001, 0.01), p=0.1),
+        A.ImageCompression(quality_range=(20, 95), p=0.5),
+    ])
+
+
+class WithRandomizedPairs(Dataset[dict[str, torch.Tensor]]):
+    """Adds a randomised-to-canonical pair to each unpaired item: a random sim training frame
+    (full frame, uncropped) through :func:`build_camera_randomizer` as ``paired_real``, the frame
+    itself as ``paired_sim``.
+
+    The paired terms (``model.policy_losses.paired_pixel`` / ``paired``) then supervise the
+    translator per frame with no real pairs: it learns to take any camera's look back to the sim
+    render (RCAN, James et al. 2019), while the unpaired terms fit it to the real frames. Both
+    frames of a pair are flipped together (when ``flip``). Draws are keyed by the item's key, so a
+    resumed run sees the same pairs.
+
+    Shape:
+        Items: the unpaired item plus ``paired_real``, ``paired_sim``: (3, H, W) in [-1, 1].
+    """
+
+    def __init__(self, base: UnpairedImageDataset, *, flip: bool = True) -> None:
+        self.base = base
+        self.flip = flip
+        self.randomizer = build_camera_randomizer()
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        item = dict(self.base[key])
+        _, g = item_generator(key)
+        if g is not None:  # a draw of its own, apart from the base item's
+            g.manual_seed(int(torch.randint(2**62, (1,), generator=g).item()) ^ 0x2545F491)
+        j = int(torch.randint(len(self.base.sim_paths), (1,), generator=g).item())
+        sim = self.base._get("sim", j)
+        if self.flip and bool(torch.rand((), generator=g) < 0.5):
+            sim = np.ascontiguousarray(sim[:, ::-1])
+        self.randomizer.set_random_seed(int(torch.randint(2**31 - 1, (1,), generator=g).item()))
+        real = self.randomizer(image=sim)["image"]
+        item["paired_real"], item["paired_sim"] = to_tensor(real), to_tensor(sim)
+        return item

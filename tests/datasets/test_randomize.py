@@ -1,0 +1,128 @@
+"""Tests for datasets.randomize: the random camera and the randomised-to-canonical pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_train_overrides
+
+from datasets.datamodule import TranslationDataModule
+from datasets.randomize import SurfaceTexture, WithRandomizedPairs, build_camera_randomizer
+from datasets.unpaired import UnpairedImageDataset, build_transform, to_tensor
+
+
+def _frame(h: int = 48, w: int = 48) -> np.ndarray:
+    """A flat two-region sim-like frame (darker wall over a lighter floor, a red blob)."""
+    img = np.full((h, w, 3), 150, np.uint8)
+    img[: h // 2] = 100
+    img[h // 2 : h // 2 + 6, w // 3 : w // 3 + 6] = (160, 20, 20)
+    return img
+
+
+def test_surface_texture_is_a_seeded_multiplicative_field() -> None:
+    t = SurfaceTexture(amplitude=(0.3, 0.3), p=1.0)
+    img = _frame()
+    outs = []
+    for seed in (0, 0, 1):
+        t.set_random_seed(seed)
+        outs.append(t(image=img)["image"])
+    assert outs[0].shape == img.shape and outs[0].dtype == np.uint8
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], outs[2])
+    assert not np.array_equal(outs[0], img)
+    # multiplicative: a black frame stays black
+    t.set_random_seed(3)
+    assert t(image=np.zeros_like(img))["image"].max() == 0
+
+
+def test_camera_randomizer_is_seeded_and_changes_the_look_not_the_size() -> None:
+    r = build_camera_randomizer()
+    img = _frame(64, 80)
+    outs = []
+    for seed in range(12):
+        r.set_random_seed(seed)
+        outs.append(r(image=img)["image"])
+    r.set_random_seed(5)
+    np.testing.assert_array_equal(r(image=img)["image"], outs[5])
+    assert all(o.shape == img.shape and o.dtype == np.uint8 for o in outs)
+    changed = [not np.array_equal(o, img) for o in outs]
+    assert sum(changed) >= 10  # nearly every draw is another camera
+    means = np.stack([o.reshape(-1, 3).mean(0) for o in outs])
+    assert means.std(0).min() > 3.0  # the colour cast varies between draws
+
+
+def _train_set(root: Path) -> UnpairedImageDataset:
+    return UnpairedImageDataset(root / "real", root / "sim",
+                                transform=build_transform(load_size=None, crop_size=32, flip=True, train=True))
+
+
+def test_randomized_pairs_pair_a_sim_frame_with_its_randomised_self(tiny_unpaired: Path) -> None:
+    base = _train_set(tiny_unpaired)
+    ds = WithRandomizedPairs(base, flip=False)
+    assert len(ds) == len(base)
+    item = ds[(3, 12345)]
+    assert set(item) == {"real", "sim", "paired_real", "paired_sim"}
+    assert item["real"].shape == (3, 32, 32)  # the unpaired item keeps its crop
+    assert item["paired_real"].shape == item["paired_sim"].shape == (3, 32, 32)  # full 32 px frames
+    sims = [to_tensor(base._get("sim", j)) for j in range(len(base.sim_paths))]
+    assert any(torch.equal(item["paired_sim"], s) for s in sims)  # the target is a sim training frame
+    assert not torch.equal(item["paired_real"], item["paired_sim"])
+    # keyed: the same key gives the same pair, another key another; the unpaired item is unchanged
+    again = ds[(3, 12345)]
+    for k in item:
+        torch.testing.assert_close(again[k], item[k], rtol=0, atol=0)
+    torch.testing.assert_close(item["real"], base[(3, 12345)]["real"], rtol=0, atol=0)
+    assert not torch.equal(ds[(3, 999)]["paired_real"], item["paired_real"])
+
+
+def test_randomized_pairs_flip_both_frames_together(tiny_unpaired: Path) -> None:
+    base = _train_set(tiny_unpaired)
+    ds = WithRandomizedPairs(base, flip=True)
+    sims = [to_tensor(base._get("sim", j)) for j in range(len(base.sim_paths))]
+    flipped = 0
+    for seed in range(16):
+        pair = ds[(0, seed)]
+        plain = any(torch.equal(pair["paired_sim"], s) for s in sims)
+        mirrored = any(torch.equal(pair["paired_sim"], s.flip(-1)) for s in sims)
+        assert plain or mirrored
+        flipped += int(mirrored and not plain)
+        # the randomised input follows its target's orientation: closer to it than to its mirror
+        d_same = (pair["paired_real"] - pair["paired_sim"]).abs().mean()
+        d_mirror = (pair["paired_real"] - pair["paired_sim"].flip(-1)).abs().mean()
+        assert d_same <= d_mirror + 1e-6
+    assert 0 < flipped < 16
+
+
+def test_datamodule_batches_carry_the_randomized_pairs(tiny_unpaired: Path) -> None:
+    dm = TranslationDataModule(str(tiny_unpaired), camera_yaml=None, crop_size=16, batch_size=2,
+                               randomized_pairs=True, steps_per_epoch=2)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["real"].shape == (2, 3, 16, 16)
+    assert batch["paired_real"].shape == batch["paired_sim"].shape == (2, 3, 32, 32)
+
+
+def test_paired_dir_and_randomized_pairs_are_exclusive() -> None:
+    with pytest.raises(ValueError, match=r"data\.paired_dir and data\.randomized_pairs=true"):
+        TranslationDataModule("unused", paired_dir="somewhere", randomized_pairs=True)
+
+
+def test_training_with_randomized_pairs_logs_the_paired_pixel_term(
+    compose_cfg: Any, tiny_synth: Path, tmp_path: Path
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from workflows.training import train
+
+    ov = tiny_train_overrides("cyclegan", tiny_synth, tmp_path, steps=2) + [
+        "data.randomized_pairs=true", "model.policy_losses.paired_pixel=10", "trainer.log_every_n_steps=1",
+    ]
+    out = train(compose_cfg("train", ov))
+    assert out["global_step"] == 2
+    ea = EventAccumulator(str(Path(out["run_dir"]) / "tb"))
+    ea.Reload()
+    assert "train/loss_paired_pixel" in set(ea.Tags()["scalars"])
