@@ -876,6 +876,24 @@ class TranslatorModule(L.LightningModule):
             return
         self.add_strip(tag, images, self.global_step)
 
+    def log_paired_strip(self, ctx: Mapping[str, Any], generator: nn.Module) -> None:
+        """At image-logging steps, the paired frames of the batch (``data.paired_dir`` or the
+        random-camera pairs) as ``train/paired_real|translated|paired_sim``: one extra forward
+        pass without gradients, nothing when the batch has no pairs or the paired terms are off.
+
+        Args:
+            ctx: the iteration context; ``paired_real`` / ``paired_sim``: (N, 3, H, W) in [-1, 1].
+            generator: the real→sim generator.
+        """
+        every = self.log_images_every_n_steps
+        if (not every or self.global_step % every or "paired_real" not in ctx
+                or max(self.policy_weights.paired, self.policy_weights.paired_pixel) <= 0):
+            return
+        with torch.no_grad():
+            fake = generator(ctx["paired_real"])
+        self.add_strip("train/paired_real|translated|paired_sim",
+                       [ctx["paired_real"], fake, ctx["paired_sim"]], self.global_step)
+
     def add_strip(self, tag: str, images: list[torch.Tensor], step: int) -> None:
         """Write one strip to TensorBoard now (no-op without a TensorBoard logger).
 

@@ -355,6 +355,7 @@ class CUTModule(TranslatorModule):
             shown.append(self.flip_if(idt_B, flip))
         strip = [ctx["real"], shown[0]] + ([ctx["sim"], shown[1]] if idt_B is not None else [])
         self.log_image_strip("train/real|translated|sim|identity", strip)
+        self.log_paired_strip(ctx, self.netG)
 
     def policy_losses(
         self, batch: dict[str, Any], idt_B: torch.Tensor | None, flipped: torch.Tensor | bool | None

@@ -317,6 +317,7 @@ class CycleGANModule(TranslatorModule):
 
     def log_iteration(self, ctx: dict[str, Any]) -> None:
         self.log_image_strip("train/real|translated|cycle", [ctx["real"], ctx["fake_B"], ctx["rec_A"]])
+        self.log_paired_strip(ctx, self.netG_A)
 
     def policy_losses(self, batch: dict[str, Any], out: CycleGANOutputs) -> dict[str, torch.Tensor]:
         """Policy-consistency terms (``model.policy_losses``), each ``loss_policy_<name>``.

@@ -111,7 +111,7 @@ def test_paired_dir_and_randomized_pairs_are_exclusive() -> None:
         TranslationDataModule("unused", paired_dir="somewhere", randomized_pairs=True)
 
 
-def test_training_with_randomized_pairs_logs_the_paired_pixel_term(
+def test_training_with_randomized_pairs_logs_the_paired_term_and_strip(
     compose_cfg: Any, tiny_synth: Path, tmp_path: Path
 ) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -126,3 +126,4 @@ def test_training_with_randomized_pairs_logs_the_paired_pixel_term(
     ea = EventAccumulator(str(Path(out["run_dir"]) / "tb"))
     ea.Reload()
     assert "train/loss_paired_pixel" in set(ea.Tags()["scalars"])
+    assert "train/paired_real|translated|paired_sim" in set(ea.Tags()["images"])
