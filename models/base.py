@@ -49,11 +49,12 @@ class PolicyLossWeights:
         cycle: CycleGAN: π(x_sim) ≈ π(G_A(G_B(x_sim))) — the action survives sim→real→sim.
         sim_identity: π(x_sim) ≈ π(G(x_sim)) — a sim frame stays a sim frame for the policy
             (CycleGAN's G_A, CUT's G).
-        paired: π(G(x_real)) ≈ π(y_sim) on paired frames, when the data provides them.
+        paired: π(G(x_real)) ≈ π(y_sim) on paired frames, when the data provides them (real
+            pairs, ``data.paired_dir``, or random-camera pairs, ``data.randomized_pairs``).
         features: extra weight of a penultimate-feature term (MSE, scale-normalised) added to each
             active term.
-        paired_pixel: λ × L1(G(x_real), y_sim) on paired frames: pixel supervision, the paired
-            ceiling's term (needs no policy; off unless the data provides pairs).
+        paired_pixel: λ × L1(G(x_real), y_sim) on paired frames: pixel supervision (needs no
+            policy; off unless the data provides pairs; on real pairs: the paired ceiling).
         real_student: CycleGAN: λ × |π(G_A(x_real)) − π_real(x_real)|, where π_real is a copy of
             the policy fine-tuned on sim→real translations G_B(x_sim) to act as π acts on x_sim:
             a per-frame action target on unpaired real frames (RL-CycleGAN's real-domain Q,
