@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datasets.folders import resolve_unpaired_folders
-from datasets.sampling import KeyedRandomSampler, item_generator
+from datasets.sampling import KeyedRandomSampler, item_substream
 from datasets.unpaired import UnpairedImageDataset, build_transform, to_tensor
 from translate.camera import CameraCorrection, load_camera_yaml, resolve_camera_setting
 from translate.imageio import read_image
@@ -78,9 +78,7 @@ class WithPairs(Dataset[dict[str, torch.Tensor]]):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         item = dict(self.base[key])  # type: ignore[index]
-        _, g = item_generator(key)
-        if g is not None:  # a draw of its own, apart from the base item's
-            g.manual_seed(int(torch.randint(2**62, (1,), generator=g).item()) ^ 0x5BD1E995)
+        g = item_substream(key, 0x5BD1E995)
         j = int(torch.randint(len(self.pairs), (1,), generator=g).item())
         pair = self.pairs[j]
         item["paired_real"], item["paired_sim"] = pair["real"], pair["sim"]

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
 
-import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.data import Dataset  # noqa: E402
-
-from datasets.sampling import item_generator  # noqa: E402
-from datasets.unpaired import UnpairedImageDataset, to_tensor  # noqa: E402
+from datasets.sampling import item_substream
+from datasets.unpaired import UnpairedImageDataset, to_tensor
 
 __all__ = ["SurfaceTexture", "WithRandomizedPairs", "build_camera_randomizer"]
 
@@ -44,7 +41,6 @@ class SurfaceTexture(A.ImageOnlyTransform):  # type: ignore[misc]
         h, w = params["shape"][:2]
         rng: np.random.Generator = self.random_generator
         kind = int(rng.integers(3))
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         if kind == 0:  # value noise, 2-3 octaves
             field = np.zeros((h, w), np.float32)
             cell = float(rng.uniform(3.0, 24.0)) * w / 128.0
@@ -54,6 +50,7 @@ class SurfaceTexture(A.ImageOnlyTransform):  # type: ignore[misc]
                 field += cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC) / (2.0 ** octave)
                 cell /= 2.0
         else:  # stripes (planks, banding) or a grid (tiles)
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
             theta = float(rng.uniform(0, np.pi))
             period = float(rng.uniform(4.0, 28.0)) * w / 128.0
             phase = float(rng.uniform(0, 2 * np.pi))
@@ -159,9 +156,7 @@ class WithRandomizedPairs(Dataset[dict[str, torch.Tensor]]):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         item = dict(self.base[key])
-        _, g = item_generator(key)
-        if g is not None:  # a draw of its own, apart from the base item's
-            g.manual_seed(int(torch.randint(2**62, (1,), generator=g).item()) ^ 0x2545F491)
+        g = item_substream(key, 0x2545F491)
         j = int(torch.randint(len(self.base.sim_paths), (1,), generator=g).item())
         sim = self.base._get("sim", j)
         if self.flip and bool(torch.rand((), generator=g) < 0.5):

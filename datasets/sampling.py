@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["KeyedRandomSampler", "item_generator"]
+__all__ = ["KeyedRandomSampler", "item_generator", "item_substream"]
 
 
 def item_generator(key: int | tuple[int, int]) -> tuple[int, torch.Generator | None]:
@@ -25,6 +25,23 @@ def item_generator(key: int | tuple[int, int]) -> tuple[int, torch.Generator | N
         index, seed = int(key[0]), int(key[1])
         return index, torch.Generator().manual_seed(seed)
     return int(key), None
+
+
+def item_substream(key: int | tuple[int, int], salt: int) -> torch.Generator | None:
+    """An item's own generator for a wrapper's extra draws, apart from the base item's.
+
+    Args:
+        key: as for :func:`item_generator`.
+        salt: a constant per wrapper, so two wrappers of one item draw different streams.
+
+    Returns:
+        A generator seeded by the item's first draw XOR ``salt`` (None for a plain int key:
+        torch's global RNG then draws).
+    """
+    _, g = item_generator(key)
+    if g is not None:
+        g.manual_seed(int(torch.randint(2**62, (1,), generator=g).item()) ^ int(salt))
+    return g
 
 
 class KeyedRandomSampler(Sampler[tuple[int, int]]):

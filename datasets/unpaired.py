@@ -8,10 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-# albumentations asks PyPI for a newer version on import: no network calls at run time
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-
-import albumentations as A  # noqa: E402
+import albumentations as A
 import numpy as np
 import torch
 from torch.utils.data import Dataset

@@ -507,6 +507,12 @@ class TranslatorModule(L.LightningModule):
             pol.to(self.device)
         return pol
 
+    def paired_on(self, batch: Mapping[str, Any]) -> bool:
+        """True when the batch holds paired frames and a paired term (``paired``,
+        ``paired_pixel``) is on."""
+        w = self.policy_weights
+        return "paired_real" in batch and max(w.paired, w.paired_pixel) > 0
+
     def paired_losses(self, batch: Mapping[str, Any], generator: nn.Module) -> dict[str, torch.Tensor]:
         """The terms on paired frames, when the batch holds ``paired_real`` / ``paired_sim``.
 
@@ -521,7 +527,7 @@ class TranslatorModule(L.LightningModule):
             The named terms; empty when no pairs or both weights are 0.
         """
         w = self.policy_weights
-        if "paired_real" not in batch or max(w.paired, w.paired_pixel) <= 0:
+        if not self.paired_on(batch):
             return {}
         fake = generator(batch["paired_real"])
         out: dict[str, torch.Tensor] = {}
@@ -887,8 +893,7 @@ class TranslatorModule(L.LightningModule):
             generator: the real→sim generator.
         """
         every = self.log_images_every_n_steps
-        if (not every or self.global_step % every or "paired_real" not in ctx
-                or max(self.policy_weights.paired, self.policy_weights.paired_pixel) <= 0):
+        if not every or self.global_step % every or not self.paired_on(ctx):
             return
         with torch.no_grad():
             fake = generator(ctx["paired_real"])
