@@ -152,7 +152,7 @@ def _check_data_settings(**values: Any) -> None:
     generators halve twice and double twice).
     """
     for key, v in values.items():
-        if v is None and key not in ("batch_size", "num_workers"):
+        if v is None and key not in ("batch_size", "num_workers", "randomized_pairs_per_item"):
             continue
         if isinstance(v, bool) or not isinstance(v, int):
             raise ValueError(f"data.{key} must be a whole number, got {v!r}")
@@ -194,6 +194,8 @@ class TranslationDataModule(L.LightningDataModule):
         randomized_pairs: add a randomised-to-canonical pair to each item instead: a sim
             training frame through a random camera, paired with itself
             (:class:`datasets.randomize.WithRandomizedPairs`), for the same paired terms.
+        randomized_pairs_per_item: random-camera pairs per item (each its own sim frame and
+            camera): more per-frame targets per iteration at one extra batched generator pass.
         val_size: use at most this many validation pairs.
         max_items: use at most this many frames per domain.
         seed: the run's seed: the training order and every item's random draws are keyed by
@@ -223,13 +225,15 @@ class TranslationDataModule(L.LightningDataModule):
         val_size: int | None = None,
         paired_dir: str | None = None,
         randomized_pairs: bool = False,
+        randomized_pairs_per_item: int = 1,
         max_items: int | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
         _check_data_settings(load_size=load_size, crop_size=crop_size, batch_size=batch_size,
                              num_workers=num_workers, steps_per_epoch=steps_per_epoch,
-                             val_size=val_size, max_items=max_items)
+                             val_size=val_size, max_items=max_items,
+                             randomized_pairs_per_item=randomized_pairs_per_item)
         self.seed = int(seed)
         self.root = Path(root) if root else None
         self.name = name
@@ -250,6 +254,7 @@ class TranslationDataModule(L.LightningDataModule):
                              "frames: set one (data.paired_dir=null or data.randomized_pairs=false)")
         self.paired_dir = paired_dir
         self.randomized_pairs = bool(randomized_pairs)
+        self.randomized_pairs_per_item = int(randomized_pairs_per_item)
         self.max_items = max_items
         self.train_set: UnpairedImageDataset | None = None
         self.train_pairs: PairedValDataset | None = None
@@ -313,7 +318,8 @@ class TranslationDataModule(L.LightningDataModule):
         elif self.randomized_pairs:
             from datasets.randomize import WithRandomizedPairs
 
-            dataset = WithRandomizedPairs(self.train_set, flip=self.flip)
+            dataset = WithRandomizedPairs(self.train_set, flip=self.flip,
+                                          per_item=self.randomized_pairs_per_item)
         trainer = getattr(self, "trainer", None)
         world = int(getattr(trainer, "world_size", 1) or 1)
         rank = int(getattr(trainer, "global_rank", 0) or 0)

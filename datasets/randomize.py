@@ -140,15 +140,18 @@ class WithRandomizedPairs(Dataset[dict[str, torch.Tensor]]):
     translator per frame with no real pairs: it learns to take any camera's look back to the sim
     render (RCAN, James et al. 2019), while the unpaired terms fit it to the real frames. Both
     frames of a pair are flipped together (when ``flip``). Draws are keyed by the item's key, so a
-    resumed run sees the same pairs.
+    resumed run sees the same pairs. With ``per_item`` = k > 1 each item carries k pairs (k sim
+    frames, k cameras); the paired terms flatten them into one batch of N·k frames.
 
     Shape:
-        Items: the unpaired item plus ``paired_real``, ``paired_sim``: (3, H, W) in [-1, 1].
+        Items: the unpaired item plus ``paired_real``, ``paired_sim``: (3, H, W) in [-1, 1]
+        (k = 1), or (k, 3, H, W).
     """
 
-    def __init__(self, base: UnpairedImageDataset, *, flip: bool = True) -> None:
+    def __init__(self, base: UnpairedImageDataset, *, flip: bool = True, per_item: int = 1) -> None:
         self.base = base
         self.flip = flip
+        self.per_item = per_item
         self.randomizer = build_camera_randomizer()
 
     def __len__(self) -> int:
@@ -157,11 +160,17 @@ class WithRandomizedPairs(Dataset[dict[str, torch.Tensor]]):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         item = dict(self.base[key])
         g = item_substream(key, 0x2545F491)
-        j = int(torch.randint(len(self.base.sim_paths), (1,), generator=g).item())
-        sim = self.base._get("sim", j)
-        if self.flip and bool(torch.rand((), generator=g) < 0.5):
-            sim = np.ascontiguousarray(sim[:, ::-1])
-        self.randomizer.set_random_seed(int(torch.randint(2**31 - 1, (1,), generator=g).item()))
-        real = self.randomizer(image=sim)["image"]
-        item["paired_real"], item["paired_sim"] = to_tensor(real), to_tensor(sim)
+        reals, sims = [], []
+        for _ in range(self.per_item):
+            j = int(torch.randint(len(self.base.sim_paths), (1,), generator=g).item())
+            sim = self.base._get("sim", j)
+            if self.flip and bool(torch.rand((), generator=g) < 0.5):
+                sim = np.ascontiguousarray(sim[:, ::-1])
+            self.randomizer.set_random_seed(int(torch.randint(2**31 - 1, (1,), generator=g).item()))
+            reals.append(to_tensor(self.randomizer(image=sim)["image"]))
+            sims.append(to_tensor(sim))
+        if self.per_item == 1:
+            item["paired_real"], item["paired_sim"] = reals[0], sims[0]
+        else:
+            item["paired_real"], item["paired_sim"] = torch.stack(reals), torch.stack(sims)
         return item

@@ -513,6 +513,12 @@ class TranslatorModule(L.LightningModule):
         w = self.policy_weights
         return "paired_real" in batch and max(w.paired, w.paired_pixel) > 0
 
+    @staticmethod
+    def paired_frames(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's pairs as one batch of frames: ``paired_real``, ``paired_sim`` of shape
+        (N, 3, H, W), or (N, k, 3, H, W) with k pairs per item, → two (N·k, 3, H, W)."""
+        return batch["paired_real"].flatten(0, -4), batch["paired_sim"].flatten(0, -4)
+
     def paired_losses(self, batch: Mapping[str, Any], generator: nn.Module) -> dict[str, torch.Tensor]:
         """The terms on paired frames, when the batch holds ``paired_real`` / ``paired_sim``.
 
@@ -520,7 +526,8 @@ class TranslatorModule(L.LightningModule):
         = ``paired`` × |π(G(x_real)) − π(y_sim)|, on one generator pass.
 
         Args:
-            batch: the iteration context; ``paired_real``, ``paired_sim``: (N, 3, H, W) in [-1, 1].
+            batch: the iteration context; ``paired_real``, ``paired_sim``: (N, 3, H, W) or
+                (N, k, 3, H, W) in [-1, 1] (:meth:`paired_frames`).
             generator: the real→sim generator (CycleGAN's G_A, CUT's G).
 
         Returns:
@@ -529,12 +536,13 @@ class TranslatorModule(L.LightningModule):
         w = self.policy_weights
         if not self.paired_on(batch):
             return {}
-        fake = generator(batch["paired_real"])
+        real, sim = self.paired_frames(batch)
+        fake = generator(real)
         out: dict[str, torch.Tensor] = {}
         if w.paired_pixel > 0:
-            out["loss_paired_pixel"] = w.paired_pixel * F.l1_loss(fake.float(), batch["paired_sim"].float())
+            out["loss_paired_pixel"] = w.paired_pixel * F.l1_loss(fake.float(), sim.float())
         if w.paired > 0:
-            out.update(self.policy_consistency(batch["paired_sim"], fake, "paired", w.paired))
+            out.update(self.policy_consistency(sim, fake, "paired", w.paired))
         return out
 
     def policy_consistency(
@@ -889,16 +897,17 @@ class TranslatorModule(L.LightningModule):
         pass without gradients, nothing when the batch has no pairs or the paired terms are off.
 
         Args:
-            ctx: the iteration context; ``paired_real`` / ``paired_sim``: (N, 3, H, W) in [-1, 1].
+            ctx: the iteration context; ``paired_real`` / ``paired_sim``: (N, 3, H, W) or
+                (N, k, 3, H, W) in [-1, 1].
             generator: the real→sim generator.
         """
         every = self.log_images_every_n_steps
         if not every or self.global_step % every or not self.paired_on(ctx):
             return
+        real, sim = self.paired_frames(ctx)
         with torch.no_grad():
-            fake = generator(ctx["paired_real"])
-        self.add_strip("train/paired_real|translated|paired_sim",
-                       [ctx["paired_real"], fake, ctx["paired_sim"]], self.global_step)
+            fake = generator(real)
+        self.add_strip("train/paired_real|translated|paired_sim", [real, fake, sim], self.global_step)
 
     def add_strip(self, tag: str, images: list[torch.Tensor], step: int) -> None:
         """Write one strip to TensorBoard now (no-op without a TensorBoard logger).

@@ -127,3 +127,40 @@ def test_training_with_randomized_pairs_logs_the_paired_term_and_strip(
     ea.Reload()
     assert "train/loss_paired_pixel" in set(ea.Tags()["scalars"])
     assert "train/paired_real|translated|paired_sim" in set(ea.Tags()["images"])
+
+
+def test_k_randomized_pairs_per_item_are_k_independent_pairs(tiny_unpaired: Path) -> None:
+    base = _train_set(tiny_unpaired)
+    one = WithRandomizedPairs(base, flip=False)[(3, 12345)]
+    four = WithRandomizedPairs(base, flip=False, per_item=4)[(3, 12345)]
+    assert four["paired_real"].shape == four["paired_sim"].shape == (4, 3, 32, 32)
+    # the first of k is the pair a one-pair run draws (same keyed stream), the others differ
+    torch.testing.assert_close(four["paired_real"][0], one["paired_real"], rtol=0, atol=0)
+    torch.testing.assert_close(four["paired_sim"][0], one["paired_sim"], rtol=0, atol=0)
+    assert len({tuple(x.flatten()[:64].tolist()) for x in four["paired_real"]}) == 4
+    torch.testing.assert_close(four["real"], one["real"], rtol=0, atol=0)
+
+
+def test_datamodule_checks_and_batches_k_pairs_per_item(tiny_unpaired: Path) -> None:
+    with pytest.raises(ValueError, match=r"data\.randomized_pairs_per_item must be >= 1"):
+        TranslationDataModule("unused", randomized_pairs=True, randomized_pairs_per_item=0)
+    dm = TranslationDataModule(str(tiny_unpaired), camera_yaml=None, crop_size=16, batch_size=2,
+                               randomized_pairs=True, randomized_pairs_per_item=3, steps_per_epoch=2)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["paired_real"].shape == batch["paired_sim"].shape == (2, 3, 3, 32, 32)
+
+
+@pytest.mark.parametrize("step", ["eager", "fast"])
+def test_training_with_k_randomized_pairs_runs_on_both_executors(
+    compose_cfg: Any, tiny_synth: Path, tmp_path: Path, step: str
+) -> None:
+    from workflows.training import train
+
+    ov = tiny_train_overrides("cyclegan", tiny_synth, tmp_path, steps=2) + [
+        "data.randomized_pairs=true", "data.randomized_pairs_per_item=3",
+        "model.policy_losses.paired_pixel=10", "model.policy_losses.paired=5",
+        "policy=custom", f"policy.path={tiny_synth / 'policy' / 'policy.onnx'}", f"step={step}",
+    ]
+    out = train(compose_cfg("train", ov))
+    assert out["global_step"] == 2

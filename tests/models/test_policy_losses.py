@@ -174,6 +174,16 @@ def test_paired_pixel_term_needs_no_policy_and_trains_the_generator(cls: type) -
     assert cls(**kw).paired_losses(b, G) == {}
 
 
+def test_k_pairs_per_item_are_one_batch_of_pairs() -> None:
+    torch.manual_seed(0)
+    m = CycleGANModule(generator=TINY_G, discriminator=TINY_D, policy_losses={"paired_pixel": 10.0})
+    b = _batch()
+    flat = {"paired_real": b["real"], "paired_sim": b["sim"]}  # (2, 3, H, W): 2 pairs
+    stacked = {"paired_real": b["real"][None], "paired_sim": b["sim"][None]}  # (1, 2, 3, H, W)
+    a = m.paired_losses(flat, m.netG_A)["loss_paired_pixel"]
+    torch.testing.assert_close(m.paired_losses(stacked, m.netG_A)["loss_paired_pixel"], a)
+
+
 def test_cycle_noise_zero_is_the_plain_cycle_and_noise_reaches_the_return_pass() -> None:
     b = _batch()
     torch.manual_seed(0)
