@@ -68,16 +68,15 @@ def render_factor(root: Path, factor: str, *, size: int, seed: int, n_val: int) 
 
 
 def _row(metrics_json: Path) -> dict[str, Any]:
-    """Stage kind → turn agreement, gap closed and its interval, from a metrics.json."""
+    """Stage kind → turn agreement, gap closed and its interval, action MAE, from a metrics.json."""
+    from heldout import stages_by_kind  # bench/ is on sys.path (this script's folder)
+
     out: dict[str, Any] = {}
-    for st in json.loads(metrics_json.read_text()).get("stages", []):
+    for kind, st in stages_by_kind(metrics_json).items():
         m = st["metrics"]
-        out[st.get("kind", st["name"])] = {
-            "turn_agreement": m["turn_agreement"]["value"],
-            "gap_closed": (m.get("gap_closed") or {}).get("value"),
-            "gap_closed_ci": (m.get("gap_closed") or {}).get("ci"),
-            "action_mae": m["action_mae"]["value"],
-        }
+        gap = m.get("gap_closed") or {}
+        out[kind] = {"turn_agreement": m["turn_agreement"]["value"], "gap_closed": gap.get("value"),
+                     "gap_closed_ci": gap.get("ci"), "action_mae": m["action_mae"]["value"]}
     return out
 
 

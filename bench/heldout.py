@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from ablation import _fmt_ci, _headline, _val_curve  # noqa: E402  (bench/ is on sys.path)
 
 
-def _stages(metrics_json: Path) -> dict[str, dict[str, Any]]:
+def stages_by_kind(metrics_json: Path) -> dict[str, dict[str, Any]]:
     """Stage kind (raw, corrected, translated, sim) → its metrics.json entry."""
     if not metrics_json.exists():
         return {}
@@ -58,7 +58,7 @@ def run_one(recipe: str, look_root: Path, seed: int, policy: Path, runs_dir: Pat
     wall = time.perf_counter() - t0
     run_dir = runs_dir / name
     (runs_dir / f"{name}.log").write_text(proc.stdout + proc.stderr)
-    stages = _stages(run_dir / "eval" / "metrics.json")
+    stages = stages_by_kind(run_dir / "eval" / "metrics.json")
     curve = _val_curve(run_dir)
     return {"recipe": recipe, "look": look_root.name, "seed": seed, "returncode": proc.returncode,
             "wall_s": wall, "run_dir": str(run_dir), "stages": stages, "val_curve": curve,
