@@ -196,6 +196,9 @@ class TranslationDataModule(L.LightningDataModule):
             (:class:`datasets.randomize.WithRandomizedPairs`), for the same paired terms.
         randomized_pairs_per_item: random-camera pairs per item (each its own sim frame and
             camera): more per-frame targets per iteration at one extra batched generator pass.
+        randomized_surfaces: probability in [0, 1] that the random camera first gives each large
+            flat surface of the sim frame (floor, walls) its own colour
+            (:class:`datasets.randomize.SurfaceRecolor`); 0 = the random camera as before.
         val_size: use at most this many validation pairs.
         max_items: use at most this many frames per domain.
         seed: the run's seed: the training order and every item's random draws are keyed by
@@ -226,6 +229,7 @@ class TranslationDataModule(L.LightningDataModule):
         paired_dir: str | None = None,
         randomized_pairs: bool = False,
         randomized_pairs_per_item: int = 1,
+        randomized_surfaces: float = 0.0,
         max_items: int | None = None,
         seed: int = 0,
     ) -> None:
@@ -255,6 +259,10 @@ class TranslationDataModule(L.LightningDataModule):
         self.paired_dir = paired_dir
         self.randomized_pairs = bool(randomized_pairs)
         self.randomized_pairs_per_item = int(randomized_pairs_per_item)
+        if isinstance(randomized_surfaces, bool) or not isinstance(randomized_surfaces, (int, float)) \
+                or not 0.0 <= float(randomized_surfaces) <= 1.0:
+            raise ValueError(f"data.randomized_surfaces must be a probability in [0, 1], got {randomized_surfaces!r}")
+        self.randomized_surfaces = float(randomized_surfaces)
         self.max_items = max_items
         self.train_set: UnpairedImageDataset | None = None
         self.train_pairs: PairedValDataset | None = None
@@ -319,7 +327,8 @@ class TranslationDataModule(L.LightningDataModule):
             from datasets.randomize import WithRandomizedPairs
 
             dataset = WithRandomizedPairs(self.train_set, flip=self.flip,
-                                          per_item=self.randomized_pairs_per_item)
+                                          per_item=self.randomized_pairs_per_item,
+                                          surfaces=self.randomized_surfaces)
         trainer = getattr(self, "trainer", None)
         world = int(getattr(trainer, "world_size", 1) or 1)
         rank = int(getattr(trainer, "global_rank", 0) or 0)

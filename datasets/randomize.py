@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 from typing import Any
 
 import albumentations as A
@@ -13,7 +14,7 @@ from torch.utils.data import Dataset
 from datasets.sampling import item_substream
 from datasets.unpaired import UnpairedImageDataset, to_tensor
 
-__all__ = ["SurfaceTexture", "WithRandomizedPairs", "build_camera_randomizer"]
+__all__ = ["SurfaceRecolor", "SurfaceTexture", "WithRandomizedPairs", "build_camera_randomizer"]
 
 
 class SurfaceTexture(A.ImageOnlyTransform):  # type: ignore[misc]
@@ -81,20 +82,84 @@ class SurfaceTexture(A.ImageOnlyTransform):  # type: ignore[misc]
         return ("amplitude",)
 
 
-def build_camera_randomizer() -> A.Compose:
+class SurfaceRecolor(A.ImageOnlyTransform):  # type: ignore[misc]
+    """A random colour for each large flat surface of a sim render (floor, walls): materials.
+
+    A sim render is made of flat colours, so each distinct RGB value covering at least
+    ``min_area`` of the frame is one large surface. Each such surface gets its own colour: a random
+    hue, a saturation from ``saturation`` and its own brightness times a factor from ``value``,
+    mixed with the old colour by a weight from ``mix``; pixels are multiplied by the per-channel
+    ratio of new to old colour, so shading inside a surface is kept. Smaller regions (the Kong,
+    the distractors, shadows, edges) keep their colours: the objects the policy looks at stay
+    what they are, the room around them changes (domain randomisation of materials, Tobin et
+    al. 2017, done on the image). On a frame with no flat surface it does nothing.
+
+    Args:
+        min_area: the share of the frame a colour must cover to count as a surface.
+        saturation: range of the new colour's HSV saturation.
+        value: range of the factor on the surface's HSV value (brightness).
+        mix: range of the weight of the new colour against the old one.
+        p: probability of applying it.
+
+    Shape:
+        Image: (H, W, 3) uint8 → (H, W, 3) uint8.
+    """
+
+    def __init__(self, min_area: float = 0.12, saturation: tuple[float, float] = (0.0, 0.6),
+                 value: tuple[float, float] = (0.5, 1.4), mix: tuple[float, float] = (0.5, 1.0),
+                 p: float = 0.5) -> None:
+        super().__init__(p=p)
+        self.min_area = float(min_area)
+        self.saturation = (float(saturation[0]), float(saturation[1]))
+        self.value = (float(value[0]), float(value[1]))
+        self.mix = (float(mix[0]), float(mix[1]))
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        """Find the frame's large surfaces and draw each one's colour from the transform's generator."""
+        img = data["image"]
+        h, w = img.shape[:2]
+        rng: np.random.Generator = self.random_generator
+        colours, inverse, counts = np.unique(img.reshape(-1, 3), axis=0, return_inverse=True,
+                                             return_counts=True)
+        gain = np.ones((len(colours), 3), np.float32)
+        for c in np.flatnonzero(counts >= self.min_area * h * w):
+            old = colours[c].astype(np.float32) / 255.0
+            v0 = max(float(old.max()), 1e-3)
+            hue, sat = float(rng.uniform(0.0, 1.0)), float(rng.uniform(*self.saturation))
+            val = min(1.0, v0 * float(rng.uniform(*self.value)))
+            a = float(rng.uniform(*self.mix))
+            new = (1.0 - a) * old + a * np.asarray(colorsys.hsv_to_rgb(hue, sat, val), np.float32)
+            gain[c] = new / np.maximum(old, 1e-3)
+        return {"gain": gain[inverse.reshape(-1)].reshape(h, w, 3)}
+
+    def apply(self, img: np.ndarray, gain: np.ndarray, **params: Any) -> np.ndarray:
+        """Multiply each pixel by its surface's per-channel gain."""
+        return np.clip(img.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("min_area", "saturation", "value", "mix")
+
+
+def build_camera_randomizer(surfaces: float = 0.0) -> A.Compose:
     """A random camera for sim frames: colour cast, tone, lighting, texture, optics, noise, JPEG.
 
-    Each op is drawn independently with its own probability, in camera order (scene light and
-    surfaces → lens → sensor → codec). The ranges are generic (albumentations' camera effects
-    and :class:`SurfaceTexture`) and were set on jetbot_synth's val split only; none copies a
-    held-out look of :mod:`datasets.jetbot_synth.looks`.
+    Each op is drawn independently with its own probability, in camera order (scene surfaces and
+    light → lens → sensor → codec). The ranges are generic (albumentations' camera effects,
+    :class:`SurfaceRecolor` and :class:`SurfaceTexture`) and were set on jetbot_synth's val split
+    only; none copies a held-out look of :mod:`datasets.jetbot_synth.looks`.
+
+    Args:
+        surfaces: probability of :class:`SurfaceRecolor` (each large flat surface its own random
+            colour) before everything else; 0 leaves the pipeline and its draws as they were.
 
     Returns:
         An albumentations pipeline on RGB uint8 (H, W, 3) arrays (seed it per item with
         ``set_random_seed``).
     """
+    ops: list[Any] = [SurfaceRecolor(p=surfaces)] if surfaces > 0 else []
     return A.Compose([
         # the scene: surfaces and light
+        *ops,
         SurfaceTexture(amplitude=(0.05, 0.4), p=0.6),
         A.PlasmaBrightnessContrast(brightness_range=(-0.2, 0.2), contrast_range=(-0.2, 0.2),
                                    plasma_size=128, roughness=3.0, p=0.3),
@@ -141,18 +206,20 @@ class WithRandomizedPairs(Dataset[dict[str, torch.Tensor]]):
     render (RCAN, James et al. 2019), while the unpaired terms fit it to the real frames. Both
     frames of a pair are flipped together (when ``flip``). Draws are keyed by the item's key, so a
     resumed run sees the same pairs. With ``per_item`` = k > 1 each item carries k pairs (k sim
-    frames, k cameras); the paired terms flatten them into one batch of N·k frames.
+    frames, k cameras); the paired terms flatten them into one batch of N·k frames. ``surfaces``
+    is the random camera's :class:`SurfaceRecolor` probability.
 
     Shape:
         Items: the unpaired item plus ``paired_real``, ``paired_sim``: (3, H, W) in [-1, 1]
         (k = 1), or (k, 3, H, W).
     """
 
-    def __init__(self, base: UnpairedImageDataset, *, flip: bool = True, per_item: int = 1) -> None:
+    def __init__(self, base: UnpairedImageDataset, *, flip: bool = True, per_item: int = 1,
+                 surfaces: float = 0.0) -> None:
         self.base = base
         self.flip = flip
         self.per_item = per_item
-        self.randomizer = build_camera_randomizer()
+        self.randomizer = build_camera_randomizer(surfaces=surfaces)
 
     def __len__(self) -> int:
         return len(self.base)

@@ -11,7 +11,12 @@ import torch
 from conftest import tiny_train_overrides
 
 from datasets.datamodule import TranslationDataModule
-from datasets.randomize import SurfaceTexture, WithRandomizedPairs, build_camera_randomizer
+from datasets.randomize import (
+    SurfaceRecolor,
+    SurfaceTexture,
+    WithRandomizedPairs,
+    build_camera_randomizer,
+)
 from datasets.unpaired import UnpairedImageDataset, build_transform, to_tensor
 
 
@@ -37,6 +42,47 @@ def test_surface_texture_is_a_seeded_multiplicative_field() -> None:
     # multiplicative: a black frame stays black
     t.set_random_seed(3)
     assert t(image=np.zeros_like(img))["image"].max() == 0
+
+
+def test_surface_recolor_changes_the_large_surfaces_and_keeps_the_objects() -> None:
+    t = SurfaceRecolor(min_area=0.12, saturation=(0.4, 0.6), mix=(1.0, 1.0), p=1.0)
+    img = _frame()
+    blob = (slice(24, 30), slice(16, 22))
+    outs = []
+    for seed in (0, 0, 1):
+        t.set_random_seed(seed)
+        outs.append(t(image=img)["image"])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], outs[2])
+    for out in outs:
+        assert out.shape == img.shape and out.dtype == np.uint8
+        np.testing.assert_array_equal(out[blob], img[blob])  # the red object keeps its colour
+        wall, floor = out[:20].reshape(-1, 3), out[34:].reshape(-1, 3)
+        # each surface is one new flat colour (saturated: no longer grey), each its own
+        assert (wall == wall[0]).all() and (floor == floor[0]).all()
+        assert np.ptp(wall[0].astype(int)) > 20 and np.ptp(floor[0].astype(int)) > 20
+        assert not np.array_equal(wall[0], floor[0])
+    # no surface large enough: nothing changes
+    t2 = SurfaceRecolor(min_area=0.9, p=1.0)
+    t2.set_random_seed(0)
+    np.testing.assert_array_equal(t2(image=img)["image"], img)
+
+
+def test_camera_randomizer_surfaces_zero_keeps_the_old_draws() -> None:
+    img = _frame(64, 80)
+    old, new = build_camera_randomizer(), build_camera_randomizer(surfaces=0.0)
+    assert not any(isinstance(t, SurfaceRecolor) for t in new.transforms)
+    with_surfaces = build_camera_randomizer(surfaces=1.0)
+    assert isinstance(with_surfaces.transforms[0], SurfaceRecolor)
+    for seed in range(4):
+        old.set_random_seed(seed)
+        new.set_random_seed(seed)
+        np.testing.assert_array_equal(old(image=img)["image"], new(image=img)["image"])
+
+
+def test_datamodule_refuses_a_surfaces_probability_outside_0_1() -> None:
+    with pytest.raises(ValueError, match=r"data\.randomized_surfaces must be a probability in \[0, 1\]"):
+        TranslationDataModule("unused", randomized_pairs=True, randomized_surfaces=1.5)
 
 
 def test_camera_randomizer_is_seeded_and_changes_the_look_not_the_size() -> None:
@@ -104,6 +150,16 @@ def test_datamodule_batches_carry_the_randomized_pairs(tiny_unpaired: Path) -> N
     batch = next(iter(dm.train_dataloader()))
     assert batch["real"].shape == (2, 3, 16, 16)
     assert batch["paired_real"].shape == batch["paired_sim"].shape == (2, 3, 32, 32)
+
+
+def test_datamodule_hands_the_surfaces_probability_to_the_random_camera(tiny_unpaired: Path) -> None:
+    dm = TranslationDataModule(str(tiny_unpaired), camera_yaml=None, crop_size=16, randomized_pairs=True,
+                               randomized_surfaces=0.7, steps_per_epoch=2)
+    dm.setup("fit")
+    pairs = dm.train_dataloader().dataset.base  # Resized(WithRandomizedPairs)
+    assert isinstance(pairs, WithRandomizedPairs)
+    first = pairs.randomizer.transforms[0]
+    assert isinstance(first, SurfaceRecolor) and first.p == pytest.approx(0.7)
 
 
 def test_paired_dir_and_randomized_pairs_are_exclusive() -> None:
