@@ -119,8 +119,10 @@ class SurfaceRecolor(A.ImageOnlyTransform):  # type: ignore[misc]
         img = data["image"]
         h, w = img.shape[:2]
         rng: np.random.Generator = self.random_generator
-        colours, inverse, counts = np.unique(img.reshape(-1, 3), axis=0, return_inverse=True,
-                                             return_counts=True)
+        flat = img.reshape(-1, 3).astype(np.int32)
+        packed, inverse, counts = np.unique((flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2],
+                                            return_inverse=True, return_counts=True)
+        colours = np.stack([packed >> 16, (packed >> 8) & 255, packed & 255], axis=1)
         gain = np.ones((len(colours), 3), np.float32)
         for c in np.flatnonzero(counts >= self.min_area * h * w):
             old = colours[c].astype(np.float32) / 255.0
