@@ -88,8 +88,8 @@ class SurfaceRecolor(A.ImageOnlyTransform):  # type: ignore[misc]
     A sim render is made of flat colours, so each distinct RGB value covering at least
     ``min_area`` of the frame is one large surface. Each such surface gets its own colour: a random
     hue, a saturation from ``saturation`` and its own brightness times a factor from ``value``,
-    mixed with the old colour by a weight from ``mix``; pixels are multiplied by the per-channel
-    ratio of new to old colour, so shading inside a surface is kept. Smaller regions (the Kong,
+    mixed with the old colour by a weight from ``mix``; its pixels are multiplied by the
+    per-channel ratio of new to old colour. Smaller regions (the Kong,
     the distractors, shadows, edges) keep their colours: the objects the policy looks at stay
     what they are, the room around them changes (domain randomisation of materials, Tobin et
     al. 2017, done on the image). On a frame with no flat surface it does nothing.
