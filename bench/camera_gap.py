@@ -19,7 +19,6 @@ each against the policy on the paired sim frames, with the report's own definiti
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -102,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{what} {path} does not exist (python train_translate.py makes jetbot_synth and its policy once)")
     if args.draws < 1 or any(not 0.0 <= p <= 1.0 for p in args.surfaces):
         raise SystemExit("--draws must be >= 1 and each --surfaces value a probability in [0, 1]")
+    from translate.fsutil import atomic_write_json
+
     t0 = time.perf_counter()
     result = camera_gap(args.data, args.policy, surfaces=args.surfaces, draws=args.draws, max_frames=args.max_frames)
     record = {"machine": {"python": platform.python_version(), "cpu": platform.machine()},
@@ -109,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
               "seconds": round(time.perf_counter() - t0, 1), **result}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        tmp.replace(args.json)
+        atomic_write_json(args.json, record, indent=1)
     print(f"\n{result['n_frames']} frames of {args.data}; the policy on each input against the policy on the paired sim frame")
     print("| input | turn agreement % | action MAE |\n|---|---|---|")
     for r in result["rows"]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
 import subprocess
 import sys
@@ -92,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", type=Path, default=REPO / "data" / "jetbot_synth_128px_seed0" / "policy" / "policy.onnx")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    from translate.fsutil import atomic_write_json
+
     if not args.policy.exists():
         raise SystemExit(f"--policy {args.policy} does not exist (run python train_translate.py once)")
     results: dict[str, Any] = {}
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
               "n_frames": args.n_val, "results": results}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1))
+        atomic_write_json(args.json, record, indent=1)
     print("\n| factor | raw turn agr. % | corrected | translated | sim | gap closed % [95 % CI] |\n|---|---|---|---|---|---|")
     for f, r in results.items():
         g, ci = r["translated"]["gap_closed"], r["translated"]["gap_closed_ci"]

@@ -144,14 +144,22 @@ def _check_same_size(ds: UnpairedImageDataset) -> None:
                          "data.crop_size=null: set data.load_size (resize) and/or data.crop_size")
 
 
+_PROBABILITIES = ("randomized_surfaces",)
+
+
 def _check_data_settings(**values: Any) -> None:
     """Refuse data settings that would fail later, or silently, naming the key (``data.<key>``).
 
-    Integers (sizes, counts) must be whole numbers >= 1 where given (``num_workers`` >= 0); a
-    crop must fit inside the resize, and without a crop the resize must be a multiple of 4 (the
-    generators halve twice and double twice).
+    Integers (sizes, counts) must be whole numbers >= 1 where given (``num_workers`` >= 0);
+    probabilities (``randomized_surfaces``) numbers in [0, 1]; a crop must fit inside the resize,
+    and without a crop the resize must be a multiple of 4 (the generators halve twice and double
+    twice).
     """
     for key, v in values.items():
+        if key in _PROBABILITIES:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"data.{key} must be a probability in [0, 1], got {v!r}")
+            continue
         if v is None and key not in ("batch_size", "num_workers", "randomized_pairs_per_item"):
             continue
         if isinstance(v, bool) or not isinstance(v, int):
@@ -237,7 +245,8 @@ class TranslationDataModule(L.LightningDataModule):
         _check_data_settings(load_size=load_size, crop_size=crop_size, batch_size=batch_size,
                              num_workers=num_workers, steps_per_epoch=steps_per_epoch,
                              val_size=val_size, max_items=max_items,
-                             randomized_pairs_per_item=randomized_pairs_per_item)
+                             randomized_pairs_per_item=randomized_pairs_per_item,
+                             randomized_surfaces=randomized_surfaces)
         self.seed = int(seed)
         self.root = Path(root) if root else None
         self.name = name
@@ -259,9 +268,6 @@ class TranslationDataModule(L.LightningDataModule):
         self.paired_dir = paired_dir
         self.randomized_pairs = bool(randomized_pairs)
         self.randomized_pairs_per_item = int(randomized_pairs_per_item)
-        if isinstance(randomized_surfaces, bool) or not isinstance(randomized_surfaces, (int, float)) \
-                or not 0.0 <= float(randomized_surfaces) <= 1.0:
-            raise ValueError(f"data.randomized_surfaces must be a probability in [0, 1], got {randomized_surfaces!r}")
         self.randomized_surfaces = float(randomized_surfaces)
         self.max_items = max_items
         self.train_set: UnpairedImageDataset | None = None
