@@ -14,7 +14,8 @@ from torch.utils.data import Dataset
 from datasets.sampling import item_substream
 from datasets.unpaired import UnpairedImageDataset, to_tensor
 
-__all__ = ["SurfaceRecolor", "SurfaceTexture", "WithRandomizedPairs", "build_camera_randomizer"]
+__all__ = ["ObjectRecolor", "SurfaceRecolor", "SurfaceTexture", "WithRandomizedPairs",
+           "build_camera_randomizer", "flat_colours"]
 
 
 class SurfaceTexture(A.ImageOnlyTransform):  # type: ignore[misc]
@@ -82,6 +83,23 @@ class SurfaceTexture(A.ImageOnlyTransform):  # type: ignore[misc]
         return ("amplitude",)
 
 
+def flat_colours(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct RGB values of a frame: a sim render's flat colours.
+
+    Args:
+        img: (H, W, 3) uint8.
+
+    Returns:
+        ``(colours, inverse, counts)``: (K, 3) int32 RGB values, (H·W,) the index of each pixel's
+        colour, (K,) the pixels of each colour.
+    """
+    flat = img.reshape(-1, 3).astype(np.int32)
+    packed, inverse, counts = np.unique((flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2],
+                                        return_inverse=True, return_counts=True)
+    colours = np.stack([packed >> 16, (packed >> 8) & 255, packed & 255], axis=1)
+    return colours, inverse.reshape(-1), counts
+
+
 class SurfaceRecolor(A.ImageOnlyTransform):  # type: ignore[misc]
     """A random colour for each large flat surface of a sim render (floor, walls): materials.
 
@@ -119,10 +137,7 @@ class SurfaceRecolor(A.ImageOnlyTransform):  # type: ignore[misc]
         img = data["image"]
         h, w = img.shape[:2]
         rng: np.random.Generator = self.random_generator
-        flat = img.reshape(-1, 3).astype(np.int32)
-        packed, inverse, counts = np.unique((flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2],
-                                            return_inverse=True, return_counts=True)
-        colours = np.stack([packed >> 16, (packed >> 8) & 255, packed & 255], axis=1)
+        colours, inverse, counts = flat_colours(img)
         gain = np.ones((len(colours), 3), np.float32)
         for c in np.flatnonzero(counts >= self.min_area * h * w):
             old = colours[c].astype(np.float32) / 255.0
@@ -132,7 +147,7 @@ class SurfaceRecolor(A.ImageOnlyTransform):  # type: ignore[misc]
             a = float(rng.uniform(*self.mix))
             new = (1.0 - a) * old + a * np.asarray(colorsys.hsv_to_rgb(hue, sat, val), np.float32)
             gain[c] = new / np.maximum(old, 1e-3)
-        return {"gain": gain[inverse.reshape(-1)].reshape(h, w, 3)}
+        return {"gain": gain[inverse].reshape(h, w, 3)}
 
     def apply(self, img: np.ndarray, gain: np.ndarray, **params: Any) -> np.ndarray:
         """Multiply each pixel by its surface's per-channel gain."""
@@ -142,7 +157,66 @@ class SurfaceRecolor(A.ImageOnlyTransform):  # type: ignore[misc]
         return ("min_area", "saturation", "value", "mix")
 
 
-def build_camera_randomizer(surfaces: float = 0.0) -> A.Compose:
+class ObjectRecolor(A.ImageOnlyTransform):  # type: ignore[misc]
+    """One random hue turn for the coloured objects of a sim render (the Kong, the distractors).
+
+    The counterpart of :class:`SurfaceRecolor` for what it leaves alone: every flat colour that
+    covers less than ``min_area`` of the frame and is coloured (HSV saturation at least
+    ``min_saturation``, value at least 0.1) is an object's; all of them turn their hue by one drawn
+    amount (any turn of the colour circle), their saturation and brightness scaled by factors
+    from ``saturation`` and ``value``. Grey pixels (shadows, grey edges) and the large surfaces
+    keep theirs. Translated back to the sim frame, such a pair says that an object is what its
+    shape and place say, not its colour under this camera: a translator that learns it keeps a
+    dull or colour-shifted Kong a Kong and does not paint the Kong's red onto a yellow post.
+
+    Args:
+        min_area: a colour covering at least this share of the frame is a surface, left alone.
+        min_saturation: a colour below this HSV saturation is grey, left alone.
+        saturation: range of the factor on the objects' saturation.
+        value: range of the factor on the objects' brightness.
+        p: probability of applying it.
+
+    Shape:
+        Image: (H, W, 3) uint8 → (H, W, 3) uint8.
+    """
+
+    def __init__(self, min_area: float = 0.12, min_saturation: float = 0.25,
+                 saturation: tuple[float, float] = (0.4, 1.1), value: tuple[float, float] = (0.6, 1.2),
+                 p: float = 0.5) -> None:
+        super().__init__(p=p)
+        self.min_area = float(min_area)
+        self.min_saturation = float(min_saturation)
+        self.saturation = (float(saturation[0]), float(saturation[1]))
+        self.value = (float(value[0]), float(value[1]))
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        """Find the frame's coloured object pixels and draw the hue turn from the transform's generator."""
+        img = data["image"]
+        h, w = img.shape[:2]
+        rng: np.random.Generator = self.random_generator
+        turn = float(rng.uniform(0.0, 1.0))
+        ks, kv = float(rng.uniform(*self.saturation)), float(rng.uniform(*self.value))
+        colours, inverse, counts = flat_colours(img)
+        gain = np.ones((len(colours), 3), np.float32)
+        for c in np.flatnonzero(counts < self.min_area * h * w):
+            old = colours[c].astype(np.float32) / 255.0
+            hue, sat, val = colorsys.rgb_to_hsv(*(float(x) for x in old))
+            if sat < self.min_saturation or val < 0.1:
+                continue
+            new = np.asarray(colorsys.hsv_to_rgb((hue + turn) % 1.0, min(1.0, sat * ks), min(1.0, val * kv)),
+                             np.float32)
+            gain[c] = new / np.maximum(old, 1e-3)
+        return {"gain": gain[inverse].reshape(h, w, 3)}
+
+    def apply(self, img: np.ndarray, gain: np.ndarray, **params: Any) -> np.ndarray:
+        """Multiply each object pixel by its colour's per-channel gain."""
+        return np.clip(img.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("min_area", "min_saturation", "saturation", "value")
+
+
+def build_camera_randomizer(surfaces: float = 0.0, objects: float = 0.0) -> A.Compose:
     """A random camera for sim frames: colour cast, tone, lighting, texture, optics, noise, JPEG.
 
     Each op is drawn independently with its own probability, in camera order (scene surfaces and
@@ -153,12 +227,16 @@ def build_camera_randomizer(surfaces: float = 0.0) -> A.Compose:
     Args:
         surfaces: probability of :class:`SurfaceRecolor` (each large flat surface its own random
             colour) before everything else; 0 leaves the pipeline and its draws as they were.
+        objects: probability of :class:`ObjectRecolor` (one hue turn for the coloured objects),
+            right after it; 0 likewise leaves the pipeline as it was.
 
     Returns:
         An albumentations pipeline on RGB uint8 (H, W, 3) arrays (seed it per item with
         ``set_random_seed``).
     """
     ops: list[Any] = [SurfaceRecolor(p=surfaces)] if surfaces > 0 else []
+    if objects > 0:
+        ops.append(ObjectRecolor(p=objects))
     return A.Compose([
         # the scene: surfaces and light
         *ops,
@@ -209,7 +287,8 @@ class WithRandomizedPairs(Dataset[dict[str, torch.Tensor]]):
     frames of a pair are flipped together (when ``flip``). Draws are keyed by the item's key, so a
     resumed run sees the same pairs. With ``per_item`` = k > 1 each item carries k pairs (k sim
     frames, k cameras); the paired terms flatten them into one batch of N·k frames. ``surfaces``
-    is the random camera's :class:`SurfaceRecolor` probability.
+    and ``objects`` are the random camera's :class:`SurfaceRecolor` and :class:`ObjectRecolor`
+    probabilities.
 
     Shape:
         Items: the unpaired item plus ``paired_real``, ``paired_sim``: (3, H, W) in [-1, 1]
@@ -217,11 +296,11 @@ class WithRandomizedPairs(Dataset[dict[str, torch.Tensor]]):
     """
 
     def __init__(self, base: UnpairedImageDataset, *, flip: bool = True, per_item: int = 1,
-                 surfaces: float = 0.0) -> None:
+                 surfaces: float = 0.0, objects: float = 0.0) -> None:
         self.base = base
         self.flip = flip
         self.per_item = per_item
-        self.randomizer = build_camera_randomizer(surfaces=surfaces)
+        self.randomizer = build_camera_randomizer(surfaces=surfaces, objects=objects)
 
     def __len__(self) -> int:
         return len(self.base)

@@ -12,10 +12,12 @@ from conftest import tiny_train_overrides
 
 from datasets.datamodule import TranslationDataModule
 from datasets.randomize import (
+    ObjectRecolor,
     SurfaceRecolor,
     SurfaceTexture,
     WithRandomizedPairs,
     build_camera_randomizer,
+    flat_colours,
 )
 from datasets.unpaired import UnpairedImageDataset, build_transform, to_tensor
 
@@ -83,6 +85,76 @@ def test_camera_randomizer_surfaces_zero_keeps_the_old_draws() -> None:
 def test_datamodule_refuses_a_surfaces_probability_outside_0_1() -> None:
     with pytest.raises(ValueError, match=r"data\.randomized_surfaces must be a probability in \[0, 1\]"):
         TranslationDataModule("unused", randomized_pairs=True, randomized_surfaces=1.5)
+
+
+def _objects_frame() -> np.ndarray:
+    """:func:`_frame` plus a yellow object, a grey shadow and a red object with a darker face."""
+    img = _frame()
+    img[40:46, 4:10] = (200, 180, 30)  # yellow box
+    img[40:46, 30:40] = (90, 90, 90)  # grey shadow on the floor
+    img[24:27, 16:22] = (120, 15, 15)  # the red blob's darker upper face
+    return img
+
+
+def test_flat_colours_counts_each_rgb_value() -> None:
+    img = _objects_frame()
+    colours, inverse, counts = flat_colours(img)
+    assert counts.sum() == img.shape[0] * img.shape[1] and inverse.shape == (img.shape[0] * img.shape[1],)
+    np.testing.assert_array_equal(colours[inverse].reshape(img.shape), img)
+    assert len(colours) == 6
+
+
+def test_object_recolor_turns_the_objects_hue_together_and_keeps_surfaces_and_greys() -> None:
+    import colorsys
+
+    t = ObjectRecolor(min_area=0.12, saturation=(1.0, 1.0), value=(1.0, 1.0), p=1.0)
+    img = _objects_frame()
+    red, dark_red, yellow = (slice(27, 30), slice(16, 22)), (slice(24, 27), slice(16, 22)), (slice(40, 46), slice(4, 10))
+    outs = []
+    for seed in (0, 0, 1):
+        t.set_random_seed(seed)
+        outs.append(t(image=img)["image"])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], outs[2])
+
+    def hue(px: np.ndarray) -> float:
+        return colorsys.rgb_to_hsv(*(px.astype(float) / 255.0))[0]
+
+    for out in outs:
+        assert out.shape == img.shape and out.dtype == np.uint8
+        # the surfaces and the grey shadow keep their colours
+        np.testing.assert_array_equal(out[:20], img[:20])
+        np.testing.assert_array_equal(out[40:46, 30:40], img[40:46, 30:40])
+        # each object stays one flat colour, and all of them turn their hue by the same amount
+        turns = []
+        for region in (red, dark_red, yellow):
+            px = out[region].reshape(-1, 3)
+            assert (px == px[0]).all() and not np.array_equal(px[0], img[region][0, 0])
+            turns.append((hue(px[0]) - hue(img[region][0, 0])) % 1.0)
+        assert max(turns) - min(turns) < 0.03 or max(turns) - min(turns) > 0.97
+    # an object large enough to count as a surface is left alone
+    t2 = ObjectRecolor(min_area=0.0, p=1.0)
+    t2.set_random_seed(0)
+    np.testing.assert_array_equal(t2(image=img)["image"], img)
+
+
+def test_camera_randomizer_objects_zero_keeps_the_draws_and_one_puts_it_after_the_surfaces() -> None:
+    img = _objects_frame()
+    old, new = build_camera_randomizer(surfaces=0.5), build_camera_randomizer(surfaces=0.5, objects=0.0)
+    assert not any(isinstance(t, ObjectRecolor) for t in new.transforms)
+    for seed in range(4):
+        old.set_random_seed(seed)
+        new.set_random_seed(seed)
+        np.testing.assert_array_equal(old(image=img)["image"], new(image=img)["image"])
+    both = build_camera_randomizer(surfaces=0.5, objects=1.0)
+    assert isinstance(both.transforms[0], SurfaceRecolor) and isinstance(both.transforms[1], ObjectRecolor)
+    only = build_camera_randomizer(objects=0.3)
+    assert isinstance(only.transforms[0], ObjectRecolor) and only.transforms[0].p == pytest.approx(0.3)
+
+
+def test_datamodule_refuses_an_objects_probability_outside_0_1() -> None:
+    with pytest.raises(ValueError, match=r"data\.randomized_objects must be a probability in \[0, 1\]"):
+        TranslationDataModule("unused", randomized_pairs=True, randomized_objects=-0.1)
 
 
 def test_camera_randomizer_is_seeded_and_changes_the_look_not_the_size() -> None:
@@ -160,6 +232,16 @@ def test_datamodule_hands_the_surfaces_probability_to_the_random_camera(tiny_unp
     assert isinstance(pairs, WithRandomizedPairs)
     first = pairs.randomizer.transforms[0]
     assert isinstance(first, SurfaceRecolor) and first.p == pytest.approx(0.7)
+
+
+def test_datamodule_hands_the_objects_probability_to_the_random_camera(tiny_unpaired: Path) -> None:
+    dm = TranslationDataModule(str(tiny_unpaired), camera_yaml=None, crop_size=16, randomized_pairs=True,
+                               randomized_surfaces=0.6, randomized_objects=0.4, steps_per_epoch=2)
+    dm.setup("fit")
+    pairs = dm.train_dataloader().dataset.base
+    assert isinstance(pairs, WithRandomizedPairs)
+    second = pairs.randomizer.transforms[1]
+    assert isinstance(second, ObjectRecolor) and second.p == pytest.approx(0.4)
 
 
 def test_paired_dir_and_randomized_pairs_are_exclusive() -> None:
