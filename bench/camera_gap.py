@@ -8,12 +8,14 @@ policy on
 
 - the real frames (raw, and lens-corrected when a ``camera.yaml`` is found),
 - the sim frames through the random camera (``datasets.randomize.build_camera_randomizer``),
-  ``--draws`` seeded draws per frame, for each ``--surfaces`` probability,
+  ``--draws`` seeded draws per frame, for each ``--surfaces`` probability (with the object hue
+  turn of ``--objects``, 0 by default),
 
 each against the policy on the paired sim frames, with the report's own definitions
 (``translate.metrics.turn_agreement`` and ``per_frame_abs_error``)::
 
     python bench/camera_gap.py --surfaces 0 0.6 --json bench/results/camera_gap_cpu.json
+    python bench/camera_gap.py --surfaces 0.6 --objects 0.5
 """
 
 from __future__ import annotations
@@ -41,11 +43,11 @@ def agreement(actions: np.ndarray, sim_actions: np.ndarray) -> dict[str, float]:
             "action_mae": float(per_frame_abs_error(actions, sim_actions).mean())}
 
 
-def randomized(sim: np.ndarray, *, surfaces: float, draw: int) -> np.ndarray:
+def randomized(sim: np.ndarray, *, surfaces: float, draw: int, objects: float = 0.0) -> np.ndarray:
     """The sim frames (N, H, W, 3) uint8 through the random camera, draw ``draw`` (seeded per frame)."""
     from datasets.randomize import build_camera_randomizer
 
-    camera = build_camera_randomizer(surfaces=surfaces)
+    camera = build_camera_randomizer(surfaces=surfaces, objects=objects)
     out = np.empty_like(sim)
     for i, frame in enumerate(sim):
         camera.set_random_seed(100_003 * draw + i)
@@ -54,7 +56,7 @@ def randomized(sim: np.ndarray, *, surfaces: float, draw: int) -> np.ndarray:
 
 
 def camera_gap(data: Path, policy_path: Path, *, surfaces: list[float], draws: int,
-               max_frames: int | None = None) -> dict[str, Any]:
+               max_frames: int | None = None, objects: float = 0.0) -> dict[str, Any]:
     """Score the policy on real, corrected and randomised frames of a paired folder.
 
     Returns:
@@ -78,8 +80,10 @@ def camera_gap(data: Path, policy_path: Path, *, surfaces: list[float], draws: i
         corrected = CameraCorrection.from_yaml(es.camera_yaml).apply(real)
         rows.append({"input": "real (lens-corrected)", **agreement(policy.act(corrected), a_sim)})
     for p in surfaces:
-        per_draw = [agreement(policy.act(randomized(sim, surfaces=p, draw=d)), a_sim) for d in range(draws)]
-        rows.append({"input": f"sim through the random camera (surfaces={p:g})", "surfaces": p,
+        per_draw = [agreement(policy.act(randomized(sim, surfaces=p, draw=d, objects=objects)), a_sim)
+                    for d in range(draws)]
+        label = f"surfaces={p:g}" + (f", objects={objects:g}" if objects else "")
+        rows.append({"input": f"sim through the random camera ({label})", "surfaces": p, "objects": objects,
                      "turn_agreement": float(np.mean([r["turn_agreement"] for r in per_draw])),
                      "action_mae": float(np.mean([r["action_mae"] for r in per_draw])),
                      "draws": per_draw})
@@ -92,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", type=Path, default=DEFAULT_DATA / "policy" / "policy.onnx")
     ap.add_argument("--surfaces", type=float, nargs="+", default=[0.0, 0.6],
                     help="data.randomized_surfaces values to score (probabilities in [0, 1])")
+    ap.add_argument("--objects", type=float, default=0.0,
+                    help="data.randomized_objects for every random-camera row (a probability in [0, 1])")
     ap.add_argument("--draws", type=int, default=3, help="random-camera draws per frame")
     ap.add_argument("--max-frames", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None)
@@ -99,12 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     for path, what in ((args.data, "--data"), (args.policy, "--policy")):
         if not path.exists():
             raise SystemExit(f"{what} {path} does not exist (python train_translate.py makes jetbot_synth and its policy once)")
-    if args.draws < 1 or any(not 0.0 <= p <= 1.0 for p in args.surfaces):
-        raise SystemExit("--draws must be >= 1 and each --surfaces value a probability in [0, 1]")
+    if args.draws < 1 or any(not 0.0 <= p <= 1.0 for p in [*args.surfaces, args.objects]):
+        raise SystemExit("--draws must be >= 1 and each --surfaces value and --objects a probability in [0, 1]")
     from translate.fsutil import atomic_write_json
 
     t0 = time.perf_counter()
-    result = camera_gap(args.data, args.policy, surfaces=args.surfaces, draws=args.draws, max_frames=args.max_frames)
+    result = camera_gap(args.data, args.policy, surfaces=args.surfaces, draws=args.draws,
+                        max_frames=args.max_frames, objects=args.objects)
     record = {"machine": {"python": platform.python_version(), "cpu": platform.machine()},
               "data": str(args.data), "policy": str(args.policy), "draws": args.draws,
               "seconds": round(time.perf_counter() - t0, 1), **result}

@@ -31,6 +31,7 @@ def test_randomized_is_seeded_per_draw_and_keeps_shape() -> None:
     np.testing.assert_array_equal(a, camera_gap.randomized(sim, surfaces=0.6, draw=0))
     assert a.shape == sim.shape and a.dtype == np.uint8
     assert not np.array_equal(a, camera_gap.randomized(sim, surfaces=0.6, draw=1))
+    assert not np.array_equal(a, camera_gap.randomized(sim, surfaces=0.6, draw=0, objects=1.0))
 
 
 def test_camera_gap_end_to_end_on_a_paired_folder(tmp_path: Path, tiny_synth: Path) -> None:
@@ -44,6 +45,12 @@ def test_camera_gap_end_to_end_on_a_paired_folder(tmp_path: Path, tiny_synth: Pa
     for r in rec["rows"]:
         assert 0.0 <= r["turn_agreement"] <= 1.0 and r["action_mae"] >= 0.0
     assert [len(r["draws"]) for r in rec["rows"][2:]] == [2, 2]
+
+
+def test_camera_gap_refuses_an_objects_value_outside_0_1(tiny_synth: Path) -> None:
+    with pytest.raises(SystemExit, match="--objects a probability"):
+        camera_gap.main(["--data", str(tiny_synth / "val"), "--policy", str(tiny_synth / "policy" / "policy.onnx"),
+                         "--objects", "2"])
 
 
 def test_camera_gap_refuses_a_missing_folder(tmp_path: Path) -> None:
