@@ -168,6 +168,7 @@ class ObjectRecolor(A.ImageOnlyTransform):  # type: ignore[misc]
     keep theirs. Translated back to the sim frame, such a pair says that an object is what its
     shape and place say, not its colour under this camera: a translator that learns it keeps a
     dull or colour-shifted Kong a Kong and does not paint the Kong's red onto a yellow post.
+    On the CPU demo it lowered the val split's gap closed (README, session 8): no recipe uses it.
 
     Args:
         min_area: a colour covering at least this share of the frame is a surface, left alone.
