@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Callable
 from typing import Any
 
 import albumentations as A
@@ -100,7 +101,29 @@ def flat_colours(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return colours, inverse.reshape(-1), counts
 
 
-class SurfaceRecolor(A.ImageOnlyTransform):  # type: ignore[misc]
+class _PerColourGain(A.ImageOnlyTransform):  # type: ignore[misc]
+    """Shared by the recolour ops: a new colour per flat colour of the frame, as a per-pixel gain."""
+
+    @staticmethod
+    def _gain_field(img: np.ndarray, new_colour: Callable[[np.ndarray, int], np.ndarray | None]) -> np.ndarray:
+        """The (H, W, 3) float32 gain that takes each flat colour of ``img`` to ``new_colour(old,
+        pixels)`` (old and new RGB in [0, 1], visited in colour order; None keeps the colour)."""
+        h, w = img.shape[:2]
+        colours, inverse, counts = flat_colours(img)
+        gain = np.ones((len(colours), 3), np.float32)
+        for c in range(len(colours)):
+            old = colours[c].astype(np.float32) / 255.0
+            new = new_colour(old, int(counts[c]))
+            if new is not None:
+                gain[c] = new / np.maximum(old, 1e-3)
+        return gain[inverse].reshape(h, w, 3)
+
+    def apply(self, img: np.ndarray, gain: np.ndarray, **params: Any) -> np.ndarray:
+        """Multiply each pixel by its colour's per-channel gain."""
+        return np.clip(img.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
+
+
+class SurfaceRecolor(_PerColourGain):
     """A random colour for each large flat surface of a sim render (floor, walls): materials.
 
     A sim render is made of flat colours, so each distinct RGB value covering at least
@@ -135,29 +158,25 @@ class SurfaceRecolor(A.ImageOnlyTransform):  # type: ignore[misc]
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         """Find the frame's large surfaces and draw each one's colour from the transform's generator."""
         img = data["image"]
-        h, w = img.shape[:2]
         rng: np.random.Generator = self.random_generator
-        colours, inverse, counts = flat_colours(img)
-        gain = np.ones((len(colours), 3), np.float32)
-        for c in np.flatnonzero(counts >= self.min_area * h * w):
-            old = colours[c].astype(np.float32) / 255.0
+        surface = self.min_area * img.shape[0] * img.shape[1]
+
+        def new_colour(old: np.ndarray, pixels: int) -> np.ndarray | None:
+            if pixels < surface:
+                return None
             v0 = max(float(old.max()), 1e-3)
             hue, sat = float(rng.uniform(0.0, 1.0)), float(rng.uniform(*self.saturation))
             val = min(1.0, v0 * float(rng.uniform(*self.value)))
             a = float(rng.uniform(*self.mix))
-            new = (1.0 - a) * old + a * np.asarray(colorsys.hsv_to_rgb(hue, sat, val), np.float32)
-            gain[c] = new / np.maximum(old, 1e-3)
-        return {"gain": gain[inverse].reshape(h, w, 3)}
+            return (1.0 - a) * old + a * np.asarray(colorsys.hsv_to_rgb(hue, sat, val), np.float32)
 
-    def apply(self, img: np.ndarray, gain: np.ndarray, **params: Any) -> np.ndarray:
-        """Multiply each pixel by its surface's per-channel gain."""
-        return np.clip(img.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
+        return {"gain": self._gain_field(img, new_colour)}
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("min_area", "saturation", "value", "mix")
 
 
-class ObjectRecolor(A.ImageOnlyTransform):  # type: ignore[misc]
+class ObjectRecolor(_PerColourGain):
     """One random hue turn for the coloured objects of a sim render (the Kong, the distractors).
 
     The counterpart of :class:`SurfaceRecolor` for what it leaves alone: every flat colour that
@@ -193,25 +212,19 @@ class ObjectRecolor(A.ImageOnlyTransform):  # type: ignore[misc]
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         """Find the frame's coloured object pixels and draw the hue turn from the transform's generator."""
         img = data["image"]
-        h, w = img.shape[:2]
         rng: np.random.Generator = self.random_generator
         turn = float(rng.uniform(0.0, 1.0))
         ks, kv = float(rng.uniform(*self.saturation)), float(rng.uniform(*self.value))
-        colours, inverse, counts = flat_colours(img)
-        gain = np.ones((len(colours), 3), np.float32)
-        for c in np.flatnonzero(counts < self.min_area * h * w):
-            old = colours[c].astype(np.float32) / 255.0
-            hue, sat, val = colorsys.rgb_to_hsv(*(float(x) for x in old))
-            if sat < self.min_saturation or val < 0.1:
-                continue
-            new = np.asarray(colorsys.hsv_to_rgb((hue + turn) % 1.0, min(1.0, sat * ks), min(1.0, val * kv)),
-                             np.float32)
-            gain[c] = new / np.maximum(old, 1e-3)
-        return {"gain": gain[inverse].reshape(h, w, 3)}
+        surface = self.min_area * img.shape[0] * img.shape[1]
 
-    def apply(self, img: np.ndarray, gain: np.ndarray, **params: Any) -> np.ndarray:
-        """Multiply each object pixel by its colour's per-channel gain."""
-        return np.clip(img.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
+        def new_colour(old: np.ndarray, pixels: int) -> np.ndarray | None:
+            hue, sat, val = colorsys.rgb_to_hsv(*(float(x) for x in old))
+            if pixels >= surface or sat < self.min_saturation or val < 0.1:
+                return None
+            return np.asarray(colorsys.hsv_to_rgb((hue + turn) % 1.0, min(1.0, sat * ks), min(1.0, val * kv)),
+                              np.float32)
+
+        return {"gain": self._gain_field(img, new_colour)}
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("min_area", "min_saturation", "saturation", "value")
