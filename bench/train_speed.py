@@ -122,6 +122,7 @@ class SpeedTimer(Callback):
         Path(self.out).write_text(json.dumps({"it_s": steps / secs if secs > 0 else float("nan"),
                                               "timed_steps": steps, "peak_gib": peak,
                                               "world_size": int(trainer.world_size),
+                                              "optimizer_in_graph": getattr(pl_module.executor, "opt_in_graph", None),
                                               **({"profile": self.profile} if self.profile else {})}))
 
 

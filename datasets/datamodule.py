@@ -24,6 +24,12 @@ __all__ = ["PairedValDataset", "Resized", "TranslationDataModule", "WithPairs"]
 log = logging.getLogger(__name__)
 
 
+def _on_cuda(trainer: Any) -> bool:
+    """Whether ``trainer`` (or None) trains on a CUDA device."""
+    strategy = getattr(trainer, "strategy", None)
+    return getattr(getattr(strategy, "root_device", None), "type", "cpu") == "cuda"
+
+
 class PairedValDataset(Dataset[dict[str, Any]]):
     """Paired frames for validation by action agreement: lens-corrected real, raw real, sim, action.
 
@@ -358,6 +364,8 @@ class TranslationDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             drop_last=True,
             persistent_workers=self.num_workers > 0,
+            # page-locked batches: Lightning's non_blocking copy to the GPU is then asynchronous
+            pin_memory=_on_cuda(trainer),
         )
 
     def _progress(self) -> int:

@@ -31,6 +31,8 @@ __all__ = [
     "PolicyLossWeights",
     "TranslatorModule",
     "build_discriminator",
+    "capturable_optimizers",
+    "eager_optimizers",
     "build_generator",
     "linear_decay_lambda",
     "translator_health",
@@ -222,6 +224,46 @@ def translator_health(
         warnings_.append(f"translator health: near-constant output (colour spread {out['colour_spread']:.4f})")
     out["warnings"] = warnings_
     return out
+
+
+def capturable_optimizers(optimizers: list[Any], device: torch.device) -> str | None:
+    """Make ``optimizers`` steppable inside a CUDA graph, in place; None, or why they cannot be.
+
+    Every param group gets ``capturable=True`` and its LR as a 0-d float32 tensor on ``device``
+    (an LR schedule then fills it in place: a float would be baked into the captured kernels);
+    step counters already in the state move to ``device``. Nothing changes when one optimiser
+    has no capturable mode.
+
+    Args:
+        optimizers: Lightning's optimisers or raw ``torch.optim`` ones.
+        device: the CUDA device of the parameters.
+    """
+    raws = [getattr(o, "optimizer", o) for o in optimizers]
+    for raw in raws:
+        if any("capturable" not in g for g in raw.param_groups):
+            return f"{type(raw).__name__} has no capturable mode"
+    for raw in raws:
+        for g in raw.param_groups:
+            g["capturable"] = True
+            lr = g["lr"]
+            if not (isinstance(lr, torch.Tensor) and lr.device == device and lr.dtype == torch.float32):
+                g["lr"] = torch.tensor(float(lr), dtype=torch.float32, device=device)
+        for st in raw.state.values():
+            step = st.get("step")
+            if isinstance(step, torch.Tensor) and step.device != device:
+                st["step"] = step.to(device=device, dtype=torch.float32)
+    return None
+
+
+def eager_optimizers(optimizers: list[Any]) -> None:
+    """Undo :func:`capturable_optimizers` in place (float LRs, ``capturable=False``): for an eager
+    run resumed from a checkpoint of a run that stepped inside its graphs (a CPU one too)."""
+    for o in optimizers:
+        for g in getattr(o, "optimizer", o).param_groups:
+            if isinstance(g.get("lr"), torch.Tensor):
+                g["lr"] = float(g["lr"])
+            if g.get("capturable"):
+                g["capturable"] = False
 
 
 def linear_decay_lambda(n_epochs: int, n_epochs_decay: int):  # noqa: ANN201 - a closure
@@ -825,6 +867,8 @@ class TranslatorModule(L.LightningModule):
     def on_train_start(self) -> None:
         if self.executor is not None:
             self.executor.setup(self)
+        if not getattr(self.executor, "opt_in_graph", False):
+            eager_optimizers(self.lightning_optimizers())
         self._match_optimizer_state_layout()
         self._start_schedule()
 

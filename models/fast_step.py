@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from models.base import Phase, TranslatorModule
+from models.base import Phase, TranslatorModule, capturable_optimizers
 
 __all__ = ["FastExecutor", "StepConfig", "build_executor"]
 
@@ -36,6 +36,11 @@ class StepConfig:
             activations and padding); compiled during the warm-up, before the capture.
         cudnn_benchmark: let cuDNN time and pick its algorithms for the fixed shapes.
         warmup: eager iterations before the capture (autotuning, optimiser state, compilation).
+        optimizer_in_graph: put each phase's optimiser steps inside its CUDA graph too
+            (capturable Adam, the LR a device tensor that the LR schedule fills in place), so an
+            iteration is one replay per phase and nothing else on the host. One process only:
+            under DDP the gradients are averaged between replay and step, which stay eager; an
+            optimiser without a capturable mode (e.g. SGD) also steps eagerly.
 
     bf16 follows the trainer: ``trainer.precision=bf16-mixed`` autocasts every phase.
     """
@@ -46,6 +51,7 @@ class StepConfig:
     compile: bool = False
     cudnn_benchmark: bool = True
     warmup: int = 3
+    optimizer_in_graph: bool = False
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any] | None) -> StepConfig:
@@ -99,6 +105,15 @@ def _copy_into(dst: Any, src: Any, key: str) -> None:
             _copy_into(d, s, f"{key}[{i}]")
 
 
+def _count_step(optimizer: Any) -> None:
+    """Count an optimiser step that ran inside a graph for Lightning (its global step): the two
+    hooks Lightning's manual loop sets on the optimiser it wraps; a raw optimiser has none."""
+    for hook in ("_on_before_step", "_on_after_step"):
+        fn = getattr(optimizer, hook, None)
+        if fn is not None:
+            fn()
+
+
 class FastExecutor:
     """Runs a :class:`~models.base.TranslatorModule`'s iteration phases fast (``step=fast``).
 
@@ -112,10 +127,14 @@ class FastExecutor:
     so a later phase may backpropagate through an earlier one's forward (CUT's G phase through
     the generator pass of its D phase).
 
-    The optimisers are the module's own (Lightning's, fused Adam on CUDA) and step eagerly after
-    each replay, so Lightning counts iterations, LR schedules, checkpoints, resume, validation,
-    the NaN guard and best-checkpoint export work exactly as with ``step=eager``. The parameters'
-    ``.grad`` tensors are the graphs' static outputs: nothing may set them to None after capture.
+    The optimisers are the module's own (Lightning's, fused Adam on CUDA). With
+    ``optimizer_in_graph`` (one process) each phase's graph ends with its optimisers'
+    steps (:func:`capturable_optimizers`) and the executor counts the iteration for Lightning
+    after the replays; otherwise they step eagerly after each replay. Either way LR schedules,
+    checkpoints, resume, validation, the NaN guard and best-checkpoint export work as with
+    ``step=eager``; Lightning's ``on_before_optimizer_step`` hooks run only with eager steps. The
+    parameters' ``.grad`` tensors are the graphs' static outputs: nothing may set them to None
+    after capture.
 
     Under DDP (``trainer=ddp``) the phases' backward does not go through DDP's reducer (a graph
     replay fires no autograd hooks); after each phase's backward or replay, before its
@@ -141,6 +160,7 @@ class FastExecutor:
         self._grads: list[tuple[torch.nn.Parameter, Tensor]] = []
         self._batch_keys: list[str] = []
         self.use_graphs = False
+        self.opt_in_graph = False
         self.bf16 = False
         self.world_size = 1
 
@@ -169,6 +189,12 @@ class FastExecutor:
                 net.compile(dynamic=False)  # in place: parameter names and state_dict unchanged
         if self.cfg.cuda_graph and device.type != "cuda":
             log.info("step=fast on %s: CUDA graphs need CUDA, running the phases eagerly", device.type)
+        self.opt_in_graph = self.use_graphs and bool(self.cfg.optimizer_in_graph) and self.world_size == 1
+        if self.opt_in_graph:
+            why = capturable_optimizers(module.lightning_optimizers(), device)
+            if why is not None:
+                log.info("step=fast: %s, the optimisers step eagerly between the replays", why)
+                self.opt_in_graph = False
         self._ready = True
 
     # -- the iteration ----------------------------------------------------------------------------
@@ -257,6 +283,7 @@ class FastExecutor:
         module.prepare_iteration(base, live=False)
         phases = module.iteration_phases()
         params = self._trained_params(module)
+        opts = module.lightning_optimizers()
         # one eager pass of the bodies on a side stream, as the CUDA-graph recipe asks
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -276,6 +303,9 @@ class FastExecutor:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool):
                 self._outs.append(self.body(module, phase, ctx))
+                if self.opt_in_graph:  # captured, not run: the first replay takes the step
+                    for i in phase.optimizers:
+                        getattr(opts[i], "optimizer", opts[i]).step()
             pool = graph.pool() if pool is None else pool
             self._graphs.append(graph)
         self._phases, self._ctx = phases, ctx
@@ -283,8 +313,9 @@ class FastExecutor:
         # anyone's zero_grad(set_to_none=True) (Lightning's on_validation_model_zero_grad, before
         # every validation) would detach them and the optimisers would skip every parameter
         self._grads = [(p, p.grad) for p in params if p.grad is not None]
-        log.info("step=fast: captured %d CUDA graphs (%s) after %d eager iterations",
-                 len(phases), "+".join(p.name for p in phases), self._eager_runs)
+        log.info("step=fast: captured %d CUDA graphs (%s%s) after %d eager iterations",
+                 len(phases), "+".join(p.name for p in phases),
+                 ", optimiser steps inside" if self.opt_in_graph else "", self._eager_runs)
 
     def _replay(self, module: TranslatorModule, batch: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
         ctx = self._ctx
@@ -304,7 +335,10 @@ class FastExecutor:
                 phase.before(live, True)
                 _copy_host_values(ctx, live)
             graph.replay()
-            self.sync_gradients(module, phase)
-            module.step_optimizers(opts, phase)
+            if not self.opt_in_graph:
+                self.sync_gradients(module, phase)
+                module.step_optimizers(opts, phase)
+            elif 0 in phase.optimizers:
+                _count_step(opts[0])
             losses.update(out)
         return losses, ctx

@@ -43,3 +43,20 @@ def test_mixed_frame_sizes_without_resize_or_crop_name_the_files(tmp_path: Any) 
         with pytest.raises(ValueError, match=r"real frames differ in size \(000\.png 32x32, 002\.png 48x48\)"):
             dm.setup("fit")
     TranslationDataModule(str(tmp_path), load_size=64, crop_size=32, camera_yaml=None).setup("fit")
+
+
+def test_train_loader_pins_memory_only_for_a_cuda_trainer() -> None:
+    """Page-locked batches (asynchronous copies to the GPU) when the trainer trains on CUDA; a
+    CPU trainer or none gets ordinary memory."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from datasets.datamodule import _on_cuda
+
+    def trainer(kind: str) -> SimpleNamespace:
+        return SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(kind)))
+
+    assert _on_cuda(trainer("cuda")) is True
+    assert _on_cuda(trainer("cpu")) is False
+    assert _on_cuda(None) is False

@@ -320,3 +320,99 @@ def test_gradient_sync_averages_in_place_and_keeps_the_layout(tmp_path: Path) ->
         want = before[n] / 2 if n.startswith(("netG_A.", "netG_B.")) else before[n]
         torch.testing.assert_close(p.grad, want)
     assert m.netG_A.model[1].weight.grad.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_capturable_optimizers_keep_the_schedule_and_undo_for_eager_runs() -> None:
+    """step.optimizer_in_graph's conversion: every group capturable with a 0-d float32 LR tensor,
+    which the LR schedule fills in place (the graph reads that memory); SGD has no capturable mode
+    and is left alone; :func:`eager_optimizers` turns a converted optimiser (as a checkpoint of
+    such a run holds it) back into a plain one, which then steps as before it was converted."""
+    from models.base import capturable_optimizers, eager_optimizers, linear_decay_lambda
+
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([p], lr=2e-4, betas=(0.5, 0.999))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=linear_decay_lambda(1, 3))
+    assert capturable_optimizers([opt], torch.device("cpu")) is None
+    lr = opt.param_groups[0]["lr"]
+    assert isinstance(lr, torch.Tensor) and lr.dtype == torch.float32 and lr.ndim == 0
+    assert opt.param_groups[0]["capturable"] is True
+    sched.step()  # epoch 1 of a 1 + 3 schedule: 3/4 of the LR, written into the same tensor
+    assert opt.param_groups[0]["lr"] is lr and float(lr) == pytest.approx(1.5e-4)
+    sgd = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1)
+    assert capturable_optimizers([sgd], torch.device("cpu")) == "SGD has no capturable mode"
+    assert sgd.param_groups[0]["lr"] == 0.1
+    eager_optimizers([opt])
+    assert opt.param_groups[0]["lr"] == pytest.approx(1.5e-4) and not opt.param_groups[0]["capturable"]
+    p.grad = torch.full((3,), 0.5)
+    opt.step()  # an eager CPU step (capturable=True would refuse CPU parameters)
+    assert torch.allclose(p.detach(), torch.full((3,), 1 - 1.5e-4), atol=1e-7)
+
+
+def _adam_bound(betas: tuple[float, float], steps: int) -> float:
+    """How far (in units of lr) Adam can move one weight in ``steps`` steps, whatever its gradients:
+    step t moves it by at most sqrt(sum_i w_i^2 / u_i) (Cauchy-Schwarz on the bias-corrected
+    moments, w and u their weights)."""
+    b1, b2 = betas
+    bound = 0.0
+    for t in range(1, steps + 1):
+        w = [(1 - b1) * b1 ** (t - i) / (1 - b1 ** t) for i in range(1, t + 1)]
+        u = [(1 - b2) * b2 ** (t - i) / (1 - b2 ** t) for i in range(1, t + 1)]
+        bound += sum(wi * wi / ui for wi, ui in zip(w, u, strict=True)) ** 0.5
+    return bound
+
+
+class _ZeroLRAt(L.Callback):
+    """Snapshots the weights after steps 2 and ``at``, and sets every LR to 0 there (in place when
+    it is a tensor, as the LR schedule writes it)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.snaps: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_train_batch_end(self, trainer: Any, module: Any, *args: Any) -> None:
+        step = trainer.global_step
+        if step in (2, self.at):
+            self.snaps[step] = {n: p.detach().cpu().clone() for n, p in module.named_parameters()}
+        if step == self.at:
+            for o in module.lightning_optimizers():
+                for g in o.optimizer.param_groups:
+                    if isinstance(g["lr"], torch.Tensor):
+                        g["lr"].fill_(0.0)
+                    else:
+                        g["lr"] = 0.0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("model", ["cyclegan", "cut"])
+def test_optimizer_steps_inside_the_graphs_train_like_eager_steps(model: str, tiny_synth: Path) -> None:
+    """On a GPU: graphs that end with their optimiser steps (the default) step every optimiser
+    once per iteration (Adam's step counters), count every iteration for Lightning, train in the
+    replays, read the LR written between replays (an LR of 0 from step 5 on freezes every weight
+    exactly), and end within Adam's per-weight bound of graphs whose optimisers step eagerly after
+    each replay (a GAN on random frames amplifies rounding: equal weights are not to be had)."""
+    make = _models(_policy(tiny_synth), None, pixel=0.0)[model]
+    batches = _batches(8, batch=1, size=64)
+    runs = []
+    for in_graph in (False, True):
+        torch.manual_seed(0)
+        m = make()
+        m.set_executor(build_executor({"name": "fast", "warmup": 2, "optimizer_in_graph": in_graph}))
+        cb = _ZeroLRAt(5)
+        trainer = L.Trainer(accelerator="gpu", devices=1, precision="32-true", max_steps=len(batches),
+                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, callbacks=[cb])
+        trainer.fit(m, train_dataloaders=_loader(batches))
+        assert trainer.global_step == len(batches)
+        assert m.executor is not None and m.executor.use_graphs and m.executor.opt_in_graph is in_graph
+        for n, p in m.named_parameters():  # (Lightning hands the module back on the CPU)
+            assert torch.equal(p.detach().cpu(), cb.snaps[5][n]), f"{n} moved with an LR of 0"
+        runs.append((m, cb))
+    (a, _), (b, cb) = runs
+    for o in b.lightning_optimizers():
+        steps = {float(st["step"].cpu()) for st in o.optimizer.state.values()}
+        assert steps == {float(len(batches))}, steps  # 2 eager + 6 replays, one step each
+    moved = [bool((cb.snaps[2][n] != cb.snaps[5][n]).any()) for n, _ in b.named_parameters()]
+    assert sum(moved) > len(moved) // 2  # the replays trained
+    bound = 2 * _adam_bound(a.betas, 5) * a.lr
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert float((pa - pb).detach().abs().max()) <= bound, name
