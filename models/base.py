@@ -31,9 +31,9 @@ __all__ = [
     "PolicyLossWeights",
     "TranslatorModule",
     "build_discriminator",
+    "build_generator",
     "capturable_optimizers",
     "eager_optimizers",
-    "build_generator",
     "linear_decay_lambda",
     "translator_health",
 ]
