@@ -36,6 +36,7 @@ __all__ = [
     "eager_optimizers",
     "linear_decay_lambda",
     "translator_health",
+    "translator_stall",
 ]
 
 
@@ -226,6 +227,37 @@ def translator_health(
     return out
 
 
+def translator_stall(
+    history: Sequence[float], done: float, *, threshold: float = 0.15, min_done: float = 0.4,
+    min_checks: int = 3,
+) -> str | None:
+    """A warning when ``val/gap_closed`` has not left zero by ``min_done`` of the schedule, else None.
+
+    The failure it names: on a real look far from the sim (held-out cool_led) the GPU recipe's
+    validation stayed within a few points of zero for most of the 10,000 iterations on 5 of 6
+    seeds, while on looks it learns it passes 35 % by the first check; a 20,000-iteration schedule
+    lifted one such seed to 73.8 % (README, held-out looks).
+
+    Args:
+        history: ``val/gap_closed`` of every validation so far, in order (NaN: undefined, skipped).
+        done: the fraction of the schedule's iterations done, in [0, 1].
+        threshold: the best value below which the run counts as stalled (0.15 = 15 %).
+        min_done: warn only from this fraction of the schedule on.
+        min_checks: warn only after this many defined checks.
+
+    Returns:
+        One line naming the best value and the longer schedule to try, or None.
+    """
+    values = [float(v) for v in history if v is not None and math.isfinite(float(v))]
+    if len(values) < min_checks or done < min_done or max(values) >= threshold:
+        return None
+    return (f"translator health: val/gap_closed has stayed below {100 * threshold:.0f} % for "
+            f"{len(values)} checks ({100 * done:.0f} % of the schedule; best {100 * max(values) + 0.0:.1f} %): "
+            "the translator has not learnt this look yet. If it does not take off, train longer: on "
+            "the GPU recipe model.n_epochs=14 model.n_epochs_decay=6 (20,000 iterations) lifted a "
+            "stalled look from 6 to 74 % (README, held-out looks)")
+
+
 def capturable_optimizers(optimizers: list[Any], device: torch.device) -> str | None:
     """Make ``optimizers`` steppable inside a CUDA graph, in place; None, or why they cannot be.
 
@@ -371,6 +403,8 @@ class TranslatorModule(L.LightningModule):
         self._val_outputs: list[dict[str, torch.Tensor]] = []
         self._val_baseline: dict[str, float] | None = None
         self._val_sim_actions: Any = None
+        self._val_gap_history: list[float] = []  # val/gap_closed per check (the stall warning)
+        self._stall_warned = False
 
     # -- optimisers ---------------------------------------------------------------------------
     def _optimizer_class(self) -> type[torch.optim.Optimizer]:
@@ -757,6 +791,13 @@ class TranslatorModule(L.LightningModule):
         metrics.update({f"val/{k}": v for k, v in health.items() if k != "warnings"})
         for msg in health["warnings"]:
             log.warning("step %d: %s", self.global_step, msg)
+        trainer = getattr(self, "_trainer", None)
+        if "val/gap_closed" in metrics and trainer is not None and not trainer.sanity_checking:
+            self._val_gap_history.append(float(metrics["val/gap_closed"]))
+            stall = translator_stall(self._val_gap_history, self._schedule_done(trainer))
+            if stall is not None and not self._stall_warned:
+                log.warning("step %d: %s", self.global_step, stall)
+                self._stall_warned = True
         for k, v in metrics.items():
             self.log(k, v, prog_bar=k in ("val/gap_closed", "val/turn_agreement"), sync_dist=True)
 
@@ -979,14 +1020,28 @@ class TranslatorModule(L.LightningModule):
         return [self.diffaug_gen]
 
     def extra_state(self) -> dict[str, Any]:
-        """State beyond parameters and optimisers (DiffAugment's stream here; image pools,
-        samplers in the models); override to extend ``super().extra_state()``."""
-        return {"diffaug_gen": self.diffaug_gen.get_state()}
+        """State beyond parameters and optimisers (DiffAugment's stream and the validation history
+        here; image pools, samplers in the models); override to extend ``super().extra_state()``."""
+        return {"diffaug_gen": self.diffaug_gen.get_state(),
+                "val_gap_history": list(self._val_gap_history), "stall_warned": self._stall_warned}
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`extra_state` returned (override to extend, calling super)."""
         if "diffaug_gen" in state:
             self.diffaug_gen.set_state(state["diffaug_gen"])
+        self._val_gap_history = [float(v) for v in state.get("val_gap_history", [])]
+        self._stall_warned = bool(state.get("stall_warned", False))
+
+    def _schedule_done(self, trainer: Any) -> float:
+        """The fraction of the run's iterations done (``global_step`` over Lightning's estimate of
+        the total; by epochs of ``n_epochs + n_epochs_decay`` when it has none)."""
+        try:
+            total = float(trainer.estimated_stepping_batches)
+        except Exception:  # noqa: BLE001 - no loader yet, or an infinite one
+            total = math.inf
+        if math.isfinite(total) and total > 0:
+            return min(1.0, self.global_step / total)
+        return min(1.0, (self.current_epoch + 1) / max(1, self.n_epochs + self.n_epochs_decay))
 
     def remember_generator(self, kwargs: Mapping[str, Any], prefix: str) -> None:
         """Record the real→sim generator's build kwargs and state_dict prefix for checkpoints.

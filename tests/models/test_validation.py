@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from models.base import translator_health
+from models.base import translator_health, translator_stall
 from models.cyclegan.module import CycleGANModule
 from translate.metrics import action_metrics, gap_closed
 
@@ -99,3 +101,41 @@ def test_validation_with_ema_scores_the_average_and_reports_the_live_generator(t
     live, _ = gap_closed(mae["raw"], mae["live"], mae["sim"])
     assert logged["val/gap_closed_live"] == pytest.approx(live, rel=1e-5)
     assert mae["ema"] != pytest.approx(mae["live"])
+
+
+def test_translator_stall_warns_only_on_a_run_that_never_left_zero() -> None:
+    stalled = [-0.16, -0.08, -0.14, 0.01, 0.11]
+    msg = translator_stall(stalled, done=0.5)
+    assert msg is not None and "below 15 %" in msg and "best 11.0 %" in msg
+    assert "model.n_epochs=14 model.n_epochs_decay=6" in msg
+    assert translator_stall(stalled, done=0.3) is None  # too early in the schedule
+    assert translator_stall([*stalled, 0.2], done=0.6) is None  # it took off once
+    assert translator_stall([0.01, float("nan"), 0.02], done=0.9) is None  # 2 defined checks only
+    assert translator_stall([0.01, float("nan"), 0.02, 0.03], done=0.9) is not None
+    assert translator_stall([0.53, 0.62, 0.65], done=0.5) is None  # a look it learns
+
+
+def test_validation_warns_once_on_a_stalled_run_and_the_history_survives_resume(
+        tiny_synth: Path, caplog: pytest.LogCaptureFixture) -> None:
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(4, 3, 48, 48, generator=g) * 2 - 1
+    batch = {"real": x, "raw": x, "sim": torch.rand(4, 3, 48, 48, generator=g) * 2 - 1,
+             "action": torch.rand(4, 2, generator=g) * 2 - 1}
+    m = _module(tiny_synth)
+    m.forward = lambda img: img  # type: ignore[method-assign]  # output = input: gap closed 0
+    fake = SimpleNamespace(sanity_checking=False, estimated_stepping_batches=10, global_step=0,
+                           logger=None, loggers=[])
+    m._trainer = fake  # type: ignore[assignment]
+    caplog.set_level(logging.WARNING, logger="models.base")
+    for step in (2, 4, 6, 8):
+        fake.global_step = step
+        assert _validate(m, [batch])["val/gap_closed"] == pytest.approx(0.0, abs=1e-9)
+    stalls = [r for r in caplog.records if "has stayed below" in r.getMessage()]
+    assert len(stalls) == 1 and "step 6:" in stalls[0].getMessage()  # 3 checks by step 6: once
+    state = m.extra_state()
+    fresh = _module(tiny_synth)
+    fresh.load_extra_state(state)
+    assert fresh._val_gap_history == [0.0, 0.0, 0.0, 0.0] and fresh._stall_warned
+    fake.sanity_checking = True  # the sanity check's pass is not a validation of the run
+    _validate(m, [batch])
+    assert len(m._val_gap_history) == 4
