@@ -796,7 +796,8 @@ class TranslatorModule(L.LightningModule):
             self._val_gap_history.append(float(metrics["val/gap_closed"]))
             stall = translator_stall(self._val_gap_history, self._schedule_done(trainer))
             if stall is not None and not self._stall_warned:
-                log.warning("step %d: %s", self.global_step, stall)
+                if getattr(trainer, "is_global_zero", True):  # once per run, not once per rank
+                    log.warning("step %d: %s", self.global_step, stall)
                 self._stall_warned = True
         for k, v in metrics.items():
             self.log(k, v, prog_bar=k in ("val/gap_closed", "val/turn_agreement"), sync_dist=True)
