@@ -183,7 +183,8 @@ class Phase:
 
 
 def translator_health(
-    actions: Any, sim_actions: Any, moved: Any, colour: Any, dead_zone: float = 0.05
+    actions: Any, sim_actions: Any, moved: Any, thumbs: Any, dead_zone: float = 0.05,
+    sim_thumbs: Any = None,
 ) -> dict[str, Any]:
     """Signs that a translator collapsed, from one validation pass (numpy in, floats out).
 
@@ -191,17 +192,24 @@ def translator_health(
       frames, mean over action dimensions) under a quarter of the spread on the sim partners, or
       one turn direction on more than 90 % of the frames where sim frames have at most 70 %;
     - output ≈ input: the translation moves pixels by less than 0.01 on average (in [-1, 1]);
-    - constant output: the translated frames' mean colours vary by less than 0.005 across frames.
+    - constant output: the translated frames differ from each other less than a quarter as much as
+      the sim partners do (the spread over frames of 8 × 8 thumbnails, mean over cells), or, without
+      sim partners, by less than 0.01. Thumbnails, not mean colours: the sim look is flat, so a
+      healthy translation's mean colour hardly changes from frame to frame (jetbot_synth val:
+      0.033 on the sim renders) while where things are does.
 
     Args:
         actions: (N, A) the policy's actions on translated frames.
         sim_actions: (N, A) its actions on the paired sim frames, or None.
         moved: (N,) mean |G(x) − x| per frame.
-        colour: (N, 3) mean colour per translated frame.
+        thumbs: (N, K) a small summary per translated frame (the validation uses 8 × 8 thumbnails,
+            K = 3 · 64, in [-1, 1]).
         dead_zone: the turn-direction dead zone.
+        sim_thumbs: (M, K) the same summary of the sim partners, or None.
 
     Returns:
-        ``{"action_spread", "turn_mode_share", "moved", "colour_spread", "warnings": [str]}``.
+        ``{"action_spread", "turn_mode_share", "moved", "output_spread", "warnings": [str]}``
+        (plus ``"sim_output_spread"`` when ``sim_thumbs`` is given).
     """
     import numpy as np
 
@@ -210,7 +218,11 @@ def translator_health(
     spread, mode = action_collapse(actions, dead_zone)
     out: dict[str, Any] = {"action_spread": spread, "turn_mode_share": mode,
                            "moved": float(np.asarray(moved).mean()),
-                           "colour_spread": float(np.asarray(colour).std(axis=0).mean())}
+                           "output_spread": float(np.asarray(thumbs).std(axis=0).mean())}
+    floor, floor_what = 0.01, "0.01"
+    if sim_thumbs is not None and len(sim_thumbs) > 1:
+        out["sim_output_spread"] = float(np.asarray(sim_thumbs).std(axis=0).mean())
+        floor, floor_what = 0.25 * out["sim_output_spread"], f"a quarter of the sim frames' {out['sim_output_spread']:.4f}"
     warnings_: list[str] = []
     if sim_actions is not None and len(sim_actions) == len(actions):
         s_spread, s_mode = action_collapse(sim_actions, dead_zone)
@@ -221,8 +233,9 @@ def translator_health(
                 f"of frames vs {100 * s_mode:.0f} %): the translation hides what the policy needs")
     if out["moved"] < 0.01:
         warnings_.append(f"translator health: output ≈ input (mean |G(x) − x| {out['moved']:.4f})")
-    if out["colour_spread"] < 0.005:
-        warnings_.append(f"translator health: near-constant output (colour spread {out['colour_spread']:.4f})")
+    if out["output_spread"] < floor:
+        warnings_.append(f"translator health: near-constant output (frames differ by {out['output_spread']:.4f}, "
+                         f"under {floor_what})")
     out["warnings"] = warnings_
     return out
 
@@ -403,6 +416,7 @@ class TranslatorModule(L.LightningModule):
         self._val_outputs: list[dict[str, torch.Tensor]] = []
         self._val_baseline: dict[str, float] | None = None
         self._val_sim_actions: Any = None
+        self._val_sim_thumbs: Any = None
         self._val_gap_history: list[float] = []  # val/gap_closed per check (the stall warning)
         self._stall_warned = False
 
@@ -741,9 +755,9 @@ class TranslatorModule(L.LightningModule):
             out = {
                 "ref": batch["action"].float(),
                 "translated": pol(translated).action,
-                # health: how far the translation moved each frame, and each frame's mean colour
+                # health: how far the translation moved each frame, and an 8 x 8 thumbnail of it
                 "moved": (translated.float() - batch["real"].float()).abs().mean(dim=(1, 2, 3)),
-                "colour": translated.float().mean(dim=(2, 3)),
+                "thumb": torch.nn.functional.adaptive_avg_pool2d(translated.float(), 8).flatten(1),
             }
             pair = self.__dict__.get("_ema_pair")
             if pair is not None:
@@ -753,6 +767,7 @@ class TranslatorModule(L.LightningModule):
                 # the report's stages: raw = the real frame as recorded (not lens-corrected)
                 out["raw"] = pol(batch.get("raw", batch["real"])).action
                 out["sim"] = pol(batch["sim"]).action
+                out["sim_thumb"] = torch.nn.functional.adaptive_avg_pool2d(batch["sim"].float(), 8).flatten(1)
         self._val_outputs.append({k: v.detach().float().cpu() for k, v in out.items()})
 
     def on_validation_epoch_end(self) -> None:
@@ -768,6 +783,7 @@ class TranslatorModule(L.LightningModule):
         ref = cat["ref"]
         if self._val_baseline is None and "raw" in cat:
             self._val_sim_actions = cat["sim"]
+            self._val_sim_thumbs = cat["sim_thumb"]
             self._val_baseline = {
                 "mae_raw": action_metrics(cat["raw"], ref, dead_zone=self.val_dead_zone)["action_mae"],
                 "mae_sim": action_metrics(cat["sim"], ref, dead_zone=self.val_dead_zone)["action_mae"],
@@ -786,8 +802,8 @@ class TranslatorModule(L.LightningModule):
             value, _ = gap_closed(self._val_baseline["mae_raw"], live["action_mae"], self._val_baseline["mae_sim"])
             metrics["val/gap_closed_live"] = math.nan if value is None else value
             metrics["val/turn_agreement_live"] = live.get("turn_agreement", math.nan)
-        health = translator_health(cat["translated"], self._val_sim_actions,
-                                   cat["moved"], cat["colour"], self.val_dead_zone)
+        health = translator_health(cat["translated"], self._val_sim_actions, cat["moved"], cat["thumb"],
+                                   self.val_dead_zone, sim_thumbs=self._val_sim_thumbs)
         metrics.update({f"val/{k}": v for k, v in health.items() if k != "warnings"})
         for msg in health["warnings"]:
             log.warning("step %d: %s", self.global_step, msg)

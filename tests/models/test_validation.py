@@ -53,7 +53,8 @@ def test_validation_uses_the_report_definitions_against_raw_frames(tiny_synth: P
     assert logged["val/action_mae"] == pytest.approx(mae["tr"], rel=1e-5)
     assert logged["val/turn_agreement"] == pytest.approx(action_metrics(tr, ref)["turn_agreement"])
     assert logged["val/frames"] == 8
-    assert {"val/action_spread", "val/turn_mode_share", "val/moved", "val/colour_spread"} <= set(logged)
+    assert {"val/action_spread", "val/turn_mode_share", "val/moved", "val/output_spread",
+            "val/sim_output_spread"} <= set(logged)
 
 
 def test_validation_gap_closed_is_nan_without_a_gap(tiny_synth: Path) -> None:
@@ -76,6 +77,38 @@ def test_translator_health_flags_collapse_identity_and_constant_output() -> None
     ident = translator_health(sim, sim, np.full(50, 0.001), np.zeros((50, 3)))
     assert any("output ≈ input" in w for w in ident["warnings"])
     assert any("near-constant output" in w for w in ident["warnings"])
+
+
+def test_constant_output_is_judged_against_the_sim_frames_by_content_not_mean_colour() -> None:
+    rng = np.random.default_rng(1)
+    sim = rng.uniform(-1, 1, (50, 2))
+
+    def thumbs(images: np.ndarray) -> np.ndarray:  # (N, 3, 8, 8) → (N, 192), as the validation does
+        return images.reshape(len(images), -1)
+
+    # flat sim-look frames: one grey background, a bright blob at a different place in each frame
+    base = np.full((50, 3, 8, 8), -0.4)
+    for i in range(50):
+        y, x = divmod(i % 16, 4)
+        base[i, :, 2 * y:2 * y + 2, 2 * x:2 * x + 2] = 0.8
+    sim_thumbs = thumbs(base + rng.normal(0, 0.01, base.shape))
+    # the translation keeps where the blob is but every frame has the same mean colour (after the
+    # blob is subtracted from the background): the old mean-colour test called this constant
+    moving = base - base.mean(axis=(2, 3), keepdims=True) + base.mean()
+    assert moving.mean(axis=(2, 3)).std(axis=0).mean() < 1e-6
+    ok = translator_health(sim, sim, np.full(50, 0.2), thumbs(moving), sim_thumbs=sim_thumbs)
+    assert not any("near-constant" in w for w in ok["warnings"]) and ok["output_spread"] > 0.2
+    # one image for every frame: flagged, and the message names the sim frames' figure
+    same = translator_health(sim, sim, np.full(50, 0.2), thumbs(np.repeat(moving[:1], 50, axis=0)),
+                             sim_thumbs=sim_thumbs)
+    assert any("near-constant" in w and "sim frames" in w for w in same["warnings"])
+    # a fainter copy of the sim frames' variation (a tenth of it) is flagged too, a half is not
+    faint = base.mean(axis=0) + 0.1 * (base - base.mean(axis=0))
+    half = base.mean(axis=0) + 0.5 * (base - base.mean(axis=0))
+    assert any("near-constant" in w for w in translator_health(
+        sim, sim, np.full(50, 0.2), thumbs(faint), sim_thumbs=sim_thumbs)["warnings"])
+    assert not any("near-constant" in w for w in translator_health(
+        sim, sim, np.full(50, 0.2), thumbs(half), sim_thumbs=sim_thumbs)["warnings"])
 
 
 def test_validation_with_ema_scores_the_average_and_reports_the_live_generator(tiny_synth: Path) -> None:
