@@ -150,14 +150,15 @@ def _check_same_size(ds: UnpairedImageDataset) -> None:
                          "data.crop_size=null: set data.load_size (resize) and/or data.crop_size")
 
 
-_PROBABILITIES = ("randomized_surfaces", "randomized_objects")
+_PROBABILITIES = ("randomized_surfaces", "randomized_objects", "randomized_lens")
 
 
 def _check_data_settings(**values: Any) -> None:
     """Refuse data settings that would fail later, or silently, naming the key (``data.<key>``).
 
     Integers (sizes, counts) must be whole numbers >= 1 where given (``num_workers`` >= 0);
-    probabilities (``randomized_surfaces``, ``randomized_objects``) numbers in [0, 1]; a crop must fit inside the resize,
+    probabilities (``randomized_surfaces``, ``randomized_objects``, ``randomized_lens``) numbers in
+    [0, 1]; a crop must fit inside the resize,
     and without a crop the resize must be a multiple of 4 (the generators halve twice and double
     twice).
     """
@@ -216,6 +217,9 @@ class TranslationDataModule(L.LightningDataModule):
         randomized_objects: probability in [0, 1] that the random camera then turns the hue of
             the sim frame's coloured objects (:class:`datasets.randomize.ObjectRecolor`); 0 =
             the random camera as before.
+        randomized_lens: probability in [0, 1] of a random lens geometry in the random camera
+            (radial distortion, and at half of it a zoom-in crop;
+            :func:`datasets.randomize.build_camera_randomizer`); 0 = the random camera as before.
         val_size: use at most this many validation pairs.
         max_items: use at most this many frames per domain.
         seed: the run's seed: the training order and every item's random draws are keyed by
@@ -248,6 +252,7 @@ class TranslationDataModule(L.LightningDataModule):
         randomized_pairs_per_item: int = 1,
         randomized_surfaces: float = 0.0,
         randomized_objects: float = 0.0,
+        randomized_lens: float = 0.0,
         max_items: int | None = None,
         seed: int = 0,
     ) -> None:
@@ -257,7 +262,8 @@ class TranslationDataModule(L.LightningDataModule):
                              val_size=val_size, max_items=max_items,
                              randomized_pairs_per_item=randomized_pairs_per_item,
                              randomized_surfaces=randomized_surfaces,
-                             randomized_objects=randomized_objects)
+                             randomized_objects=randomized_objects,
+                             randomized_lens=randomized_lens)
         self.seed = int(seed)
         self.root = Path(root) if root else None
         self.name = name
@@ -281,6 +287,7 @@ class TranslationDataModule(L.LightningDataModule):
         self.randomized_pairs_per_item = int(randomized_pairs_per_item)
         self.randomized_surfaces = float(randomized_surfaces)
         self.randomized_objects = float(randomized_objects)
+        self.randomized_lens = float(randomized_lens)
         self.max_items = max_items
         self.train_set: UnpairedImageDataset | None = None
         self.train_pairs: PairedValDataset | None = None
@@ -347,7 +354,8 @@ class TranslationDataModule(L.LightningDataModule):
             dataset = WithRandomizedPairs(self.train_set, flip=self.flip,
                                           per_item=self.randomized_pairs_per_item,
                                           surfaces=self.randomized_surfaces,
-                                          objects=self.randomized_objects)
+                                          objects=self.randomized_objects,
+                                          lens=self.randomized_lens)
         trainer = getattr(self, "trainer", None)
         world = int(getattr(trainer, "world_size", 1) or 1)
         rank = int(getattr(trainer, "global_rank", 0) or 0)

@@ -230,7 +230,7 @@ class ObjectRecolor(_PerColourGain):
         return ("min_area", "min_saturation", "saturation", "value")
 
 
-def build_camera_randomizer(surfaces: float = 0.0, objects: float = 0.0) -> A.Compose:
+def build_camera_randomizer(surfaces: float = 0.0, objects: float = 0.0, lens: float = 0.0) -> A.Compose:
     """A random camera for sim frames: colour cast, tone, lighting, texture, optics, noise, JPEG.
 
     Each op is drawn independently with its own probability, in camera order (scene surfaces and
@@ -243,6 +243,11 @@ def build_camera_randomizer(surfaces: float = 0.0, objects: float = 0.0) -> A.Co
             colour) before everything else; 0 leaves the pipeline and its draws as they were.
         objects: probability of :class:`ObjectRecolor` (one hue turn for the coloured objects),
             right after it; 0 likewise leaves the pipeline as it was.
+        lens: probability of a radial lens distortion (albumentations' ``OpticalDistortion``,
+            k in [-0.2, 0.2]: mild barrel to mild pincushion), and half of it of a zoom-in crop
+            (scale 1.0–1.15, a narrower field of view), at the start of the lens ops; the
+            translator then also learns to take another lens's geometry back to the sim
+            camera's. 0 leaves the pipeline and its draws as they were.
 
     Returns:
         An albumentations pipeline on RGB uint8 (H, W, 3) arrays (seed it per item with
@@ -251,6 +256,10 @@ def build_camera_randomizer(surfaces: float = 0.0, objects: float = 0.0) -> A.Co
     ops: list[Any] = [SurfaceRecolor(p=surfaces)] if surfaces > 0 else []
     if objects > 0:
         ops.append(ObjectRecolor(p=objects))
+    geometry: list[Any] = [] if lens <= 0 else [
+        A.OpticalDistortion(distort_limit=(-0.2, 0.2), mode="camera", border_mode=cv2.BORDER_REFLECT_101, p=lens),
+        A.Affine(scale=(1.0, 1.15), border_mode=cv2.BORDER_REFLECT_101, p=0.5 * lens),
+    ]
     return A.Compose([
         # the scene: surfaces and light
         *ops,
@@ -270,6 +279,7 @@ def build_camera_randomizer(surfaces: float = 0.0, objects: float = 0.0) -> A.Co
         A.RandomGamma(gamma_limit=(60, 160), p=0.4),
         A.RandomToneCurve(scale=0.2, per_channel=True, p=0.3),
         # the lens
+        *geometry,
         A.OneOf([
             A.GaussianBlur(sigma_limit=(0.3, 1.8), p=1.0),
             A.Defocus(radius=(1, 3), alias_blur=(0.05, 0.3), p=1.0),
@@ -300,9 +310,9 @@ class WithRandomizedPairs(Dataset[dict[str, torch.Tensor]]):
     render (RCAN, James et al. 2019), while the unpaired terms fit it to the real frames. Both
     frames of a pair are flipped together (when ``flip``). Draws are keyed by the item's key, so a
     resumed run sees the same pairs. With ``per_item`` = k > 1 each item carries k pairs (k sim
-    frames, k cameras); the paired terms flatten them into one batch of N·k frames. ``surfaces``
-    and ``objects`` are the random camera's :class:`SurfaceRecolor` and :class:`ObjectRecolor`
-    probabilities.
+    frames, k cameras); the paired terms flatten them into one batch of N·k frames. ``surfaces``,
+    ``objects`` and ``lens`` are the random camera's :class:`SurfaceRecolor`, :class:`ObjectRecolor`
+    and lens-geometry probabilities (:func:`build_camera_randomizer`).
 
     Shape:
         Items: the unpaired item plus ``paired_real``, ``paired_sim``: (3, H, W) in [-1, 1]
@@ -310,11 +320,11 @@ class WithRandomizedPairs(Dataset[dict[str, torch.Tensor]]):
     """
 
     def __init__(self, base: UnpairedImageDataset, *, flip: bool = True, per_item: int = 1,
-                 surfaces: float = 0.0, objects: float = 0.0) -> None:
+                 surfaces: float = 0.0, objects: float = 0.0, lens: float = 0.0) -> None:
         self.base = base
         self.flip = flip
         self.per_item = per_item
-        self.randomizer = build_camera_randomizer(surfaces=surfaces, objects=objects)
+        self.randomizer = build_camera_randomizer(surfaces=surfaces, objects=objects, lens=lens)
 
     def __len__(self) -> int:
         return len(self.base)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import albumentations as A
 import numpy as np
 import pytest
 import torch
@@ -151,6 +152,39 @@ def test_camera_randomizer_objects_zero_keeps_the_draws_and_one_puts_it_after_th
     assert isinstance(both.transforms[0], SurfaceRecolor) and isinstance(both.transforms[1], ObjectRecolor)
     only = build_camera_randomizer(objects=0.3)
     assert isinstance(only.transforms[0], ObjectRecolor) and only.transforms[0].p == pytest.approx(0.3)
+
+
+def test_camera_randomizer_lens_zero_keeps_the_draws_and_one_bends_straight_lines() -> None:
+    img = _objects_frame()
+    old, new = build_camera_randomizer(surfaces=0.5), build_camera_randomizer(surfaces=0.5, lens=0.0)
+    assert not any(isinstance(t, A.OpticalDistortion) for t in new.transforms)
+    for seed in range(4):
+        old.set_random_seed(seed)
+        new.set_random_seed(seed)
+        np.testing.assert_array_equal(old(image=img)["image"], new(image=img)["image"])
+    on = build_camera_randomizer(lens=1.0)
+    kinds = [type(t) for t in on.transforms]
+    lens_at = kinds.index(A.OpticalDistortion)
+    assert kinds[lens_at + 1] is A.Affine and on.transforms[lens_at + 1].p == pytest.approx(0.5)
+    assert lens_at > kinds.index(A.RandomToneCurve)  # with the lens ops, after the tone
+    # the geometry alone: pixels move (by their coordinates, written into the image) a few pixels
+    # near the border, much less at the centre
+    yy, xx = np.mgrid[0:96, 0:96]
+    coords = np.stack([xx * 2, yy * 2, np.zeros_like(xx)], axis=2).astype(np.uint8)  # 2 levels a pixel
+    bend = A.Compose([t for t in on.transforms if isinstance(t, A.OpticalDistortion)])
+    border, centre = [], []
+    for seed in range(8):
+        bend.set_random_seed(seed)
+        shift = np.abs(bend(image=coords)["image"].astype(float) - coords)[..., :2].sum(axis=2) / 2
+        border.append(np.concatenate([shift[4:12, 4:92].ravel(), shift[84:92, 4:92].ravel()]).mean())
+        centre.append(shift[40:56, 40:56].mean())
+    # (albumentations' map has a constant half-pixel offset: about 1 at the centre here)
+    assert np.mean(border) > 2 * np.mean(centre) > 0
+
+
+def test_datamodule_refuses_a_lens_probability_outside_0_1() -> None:
+    with pytest.raises(ValueError, match=r"data\.randomized_lens must be a probability in \[0, 1\]"):
+        TranslationDataModule("unused", randomized_pairs=True, randomized_lens=1.5)
 
 
 def test_datamodule_refuses_an_objects_probability_outside_0_1() -> None:
