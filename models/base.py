@@ -34,6 +34,7 @@ __all__ = [
     "build_generator",
     "capturable_optimizers",
     "eager_optimizers",
+    "health_thumbnail",
     "linear_decay_lambda",
     "translator_health",
     "translator_stall",
@@ -182,6 +183,15 @@ class Phase:
     before: Callable[[dict[str, Any], bool], None] | None = None
 
 
+def health_thumbnail(frames: torch.Tensor) -> torch.Tensor:
+    """The per-frame summary :func:`translator_health` compares: an 8 × 8 thumbnail, flattened.
+
+    Shape:
+        (N, 3, H, W) → (N, 3 · 64), float32.
+    """
+    return torch.nn.functional.adaptive_avg_pool2d(frames.float(), 8).flatten(1)
+
+
 def translator_health(
     actions: Any, sim_actions: Any, moved: Any, thumbs: Any, dead_zone: float = 0.05,
     sim_thumbs: Any = None,
@@ -202,8 +212,8 @@ def translator_health(
         actions: (N, A) the policy's actions on translated frames.
         sim_actions: (N, A) its actions on the paired sim frames, or None.
         moved: (N,) mean |G(x) − x| per frame.
-        thumbs: (N, K) a small summary per translated frame (the validation uses 8 × 8 thumbnails,
-            K = 3 · 64, in [-1, 1]).
+        thumbs: (N, K) a small summary per translated frame (the validation uses
+            :func:`health_thumbnail`, K = 3 · 64, in [-1, 1]).
         dead_zone: the turn-direction dead zone.
         sim_thumbs: (M, K) the same summary of the sim partners, or None.
 
@@ -757,7 +767,7 @@ class TranslatorModule(L.LightningModule):
                 "translated": pol(translated).action,
                 # health: how far the translation moved each frame, and an 8 x 8 thumbnail of it
                 "moved": (translated.float() - batch["real"].float()).abs().mean(dim=(1, 2, 3)),
-                "thumb": torch.nn.functional.adaptive_avg_pool2d(translated.float(), 8).flatten(1),
+                "thumb": health_thumbnail(translated),
             }
             pair = self.__dict__.get("_ema_pair")
             if pair is not None:
@@ -767,7 +777,7 @@ class TranslatorModule(L.LightningModule):
                 # the report's stages: raw = the real frame as recorded (not lens-corrected)
                 out["raw"] = pol(batch.get("raw", batch["real"])).action
                 out["sim"] = pol(batch["sim"]).action
-                out["sim_thumb"] = torch.nn.functional.adaptive_avg_pool2d(batch["sim"].float(), 8).flatten(1)
+                out["sim_thumb"] = health_thumbnail(batch["sim"])
         self._val_outputs.append({k: v.detach().float().cpu() for k, v in out.items()})
 
     def on_validation_epoch_end(self) -> None:
