@@ -36,6 +36,7 @@ __all__ = [
     "eager_optimizers",
     "health_thumbnail",
     "linear_decay_lambda",
+    "stall_extension_schedule",
     "translator_health",
     "translator_stall",
 ]
@@ -276,9 +277,9 @@ def translator_stall(
         return None
     return (f"translator health: val/gap_closed has stayed below {100 * threshold:.0f} % for "
             f"{len(values)} checks ({100 * done:.0f} % of the schedule; best {100 * max(values) + 0.0:.1f} %): "
-            "the translator has not learnt this look yet. If it does not take off, train longer: on "
-            "the GPU recipe model.n_epochs=14 model.n_epochs_decay=6 (20,000 iterations) lifted a "
-            "stalled look from 6 to 74 % (README, held-out looks)")
+            "the translator has not learnt this look yet. A longer schedule can help: on the GPU "
+            "recipe 14 + 6 epochs (20,000 iterations; model.stall_extension, on in experiment=gpu) "
+            "lifted a stalled look from 6 to 74 % (README, held-out looks)")
 
 
 def capturable_optimizers(optimizers: list[Any], device: torch.device) -> str | None:
@@ -334,6 +335,41 @@ def linear_decay_lambda(n_epochs: int, n_epochs_decay: int):  # noqa: ANN201 - a
     return rule
 
 
+def stall_extension_schedule(
+    spec: Mapping[str, Any] | None, n_epochs: int, n_epochs_decay: int,
+) -> tuple[int, int] | None:
+    """``model.stall_extension`` checked against the configured schedule: ``(n_epochs, n_epochs_decay)``.
+
+    Args:
+        spec: ``{"n_epochs": int, "n_epochs_decay": int}``, the schedule a stalled run switches to
+            (:meth:`TranslatorModule.extend_schedule_on_stall`), or None / empty (off).
+        n_epochs: the configured constant-LR epochs.
+        n_epochs_decay: the configured decay epochs.
+
+    Returns:
+        The longer schedule, or None when off.
+
+    Raises:
+        ValueError: naming the key, for an unknown key or a schedule that is not longer.
+    """
+    if not spec:
+        return None
+    unknown = sorted(set(spec) - {"n_epochs", "n_epochs_decay"})
+    if unknown:
+        raise ValueError(f"model.stall_extension.{unknown[0]} is not a key; valid: n_epochs, n_epochs_decay")
+    try:
+        n_new, d_new = int(spec.get("n_epochs", n_epochs)), int(spec.get("n_epochs_decay", n_epochs_decay))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"model.stall_extension: n_epochs and n_epochs_decay must be integers ({exc})") from exc
+    if n_new < n_epochs or d_new < 0:
+        raise ValueError(f"model.stall_extension.n_epochs={n_new} must be at least model.n_epochs={n_epochs} "
+                         "(the extension lengthens the constant-LR part, it never cuts it)")
+    if n_new + d_new <= n_epochs + n_epochs_decay:
+        raise ValueError(f"model.stall_extension ({n_new} + {d_new} epochs) must be longer than the schedule "
+                         f"({n_epochs} + {n_epochs_decay})")
+    return n_new, d_new
+
+
 class TranslatorModule(L.LightningModule):
     """Base of the CycleGAN and CUT modules.
 
@@ -373,6 +409,7 @@ class TranslatorModule(L.LightningModule):
         frozen_policy: TorchPolicy | None = None,
         teacher_generator: nn.Module | None = None,
         diffaug: str | Sequence[str] | None = None,
+        stall_extension: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.lr = lr
@@ -429,6 +466,8 @@ class TranslatorModule(L.LightningModule):
         self._val_sim_thumbs: Any = None
         self._val_gap_history: list[float] = []  # val/gap_closed per check (the stall warning)
         self._stall_warned = False
+        self.stall_extension = stall_extension_schedule(stall_extension, n_epochs, n_epochs_decay)
+        self._stall_extended = False  # the schedule was stretched (saved in checkpoints)
 
     # -- optimisers ---------------------------------------------------------------------------
     def _optimizer_class(self) -> type[torch.optim.Optimizer]:
@@ -481,9 +520,59 @@ class TranslatorModule(L.LightningModule):
         nb = self.trainer.num_training_batches
         self._batches_per_epoch = int(nb) if math.isfinite(nb) and nb > 0 else 0
         max_epochs = self.trainer.max_epochs
-        if self.trainer.max_steps in (-1, None) and max_epochs and max_epochs > 0 and self._batches_per_epoch:
+        self._schedule_sets_max_steps = bool(
+            self.trainer.max_steps in (-1, None) and max_epochs and max_epochs > 0 and self._batches_per_epoch)
+        if self._schedule_sets_max_steps and max_epochs:
             self.trainer.fit_loop.epoch_loop.max_steps = max_epochs * self._batches_per_epoch
+        if self._stall_extended:  # resumed after the schedule was stretched (load_extra_state)
+            self._apply_extended_schedule(self.trainer)
         self._lr_epoch = -1
+
+    def extend_schedule_on_stall(self, trainer: Any) -> str:
+        """Stretch the LR schedule and the run to ``model.stall_extension``, once; returns what it did.
+
+        Called when :func:`translator_stall` fires. The extension only lengthens the constant-LR
+        part and the decay, so a run still at constant LR continues on exactly the schedule of a
+        run configured with the longer one from the start. A run that already decays, or whose
+        length is fixed by ``trainer.max_steps``, keeps its schedule (the returned line says why).
+
+        Args:
+            trainer: the Lightning trainer of this run.
+
+        Returns:
+            One line for the log.
+        """
+        assert self.stall_extension is not None
+        n_new, d_new = self.stall_extension
+        total = n_new + d_new
+        if self._stall_extended:
+            return ""
+        if not getattr(self, "_schedule_sets_max_steps", False) and trainer.max_steps not in (-1, None):
+            return (f"model.stall_extension not applied: trainer.max_steps={trainer.max_steps} fixes the "
+                    "run's length")
+        if self.schedule_epoch() >= self.n_epochs:
+            return (f"model.stall_extension not applied: the LR already decays (epoch {self.schedule_epoch() + 1} "
+                    f"of {self.n_epochs} + {self.n_epochs_decay})")
+        old = (self.n_epochs, self.n_epochs_decay)
+        self.n_epochs, self.n_epochs_decay = n_new, d_new
+        self._stall_extended = True
+        self._apply_extended_schedule(trainer)
+        nb = getattr(self, "_batches_per_epoch", 0)
+        its = f" ({total * nb:,} iterations)" if nb else ""
+        return (f"model.stall_extension: training longer, the schedule goes from {old[0]} + {old[1]} "
+                f"to {n_new} + {d_new} epochs{its}; trainer.max_time still applies")
+
+    def _apply_extended_schedule(self, trainer: Any) -> None:
+        # the stop (max_epochs, and max_steps where the schedule set it) and every LR rule
+        trainer.fit_loop.max_epochs = self.n_epochs + self.n_epochs_decay
+        nb = getattr(self, "_batches_per_epoch", 0)
+        if getattr(self, "_schedule_sets_max_steps", False) and nb:
+            trainer.fit_loop.epoch_loop.max_steps = (self.n_epochs + self.n_epochs_decay) * nb
+        rule = linear_decay_lambda(self.n_epochs, self.n_epochs_decay)
+        scheds = self.lr_schedulers()
+        for sched in scheds if isinstance(scheds, list) else [scheds] if scheds is not None else []:
+            sched.lr_lambdas = [rule] * len(sched.optimizer.param_groups)  # type: ignore[union-attr]
+        self._lr_epoch = -1  # re-derive the LR at the next iteration (schedule epochs are >= 0)
 
     def schedule_epoch(self) -> int:
         """The schedule's epoch: ``global_step // batches_per_epoch``."""
@@ -821,9 +910,15 @@ class TranslatorModule(L.LightningModule):
         if "val/gap_closed" in metrics and trainer is not None and not trainer.sanity_checking:
             self._val_gap_history.append(float(metrics["val/gap_closed"]))
             stall = translator_stall(self._val_gap_history, self._schedule_done(trainer))
+            if self.stall_extension is not None and not self._stall_warned:
+                # every rank validates its own shard: rank 0's verdict is the run's
+                stall = trainer.strategy.broadcast(stall, src=0) if trainer.world_size > 1 else stall
             if stall is not None and not self._stall_warned:
+                remedy = self.extend_schedule_on_stall(trainer) if self.stall_extension is not None else None
                 if getattr(trainer, "is_global_zero", True):  # once per run, not once per rank
                     log.warning("step %d: %s", self.global_step, stall)
+                    if remedy:
+                        log.warning("step %d: %s", self.global_step, remedy)
                 self._stall_warned = True
         for k, v in metrics.items():
             self.log(k, v, prog_bar=k in ("val/gap_closed", "val/turn_agreement"), sync_dist=True)
@@ -1049,8 +1144,11 @@ class TranslatorModule(L.LightningModule):
     def extra_state(self) -> dict[str, Any]:
         """State beyond parameters and optimisers (DiffAugment's stream and the validation history
         here; image pools, samplers in the models); override to extend ``super().extra_state()``."""
-        return {"diffaug_gen": self.diffaug_gen.get_state(),
-                "val_gap_history": list(self._val_gap_history), "stall_warned": self._stall_warned}
+        state = {"diffaug_gen": self.diffaug_gen.get_state(),
+                 "val_gap_history": list(self._val_gap_history), "stall_warned": self._stall_warned}
+        if self._stall_extended:
+            state["stall_extended"] = [int(self.n_epochs), int(self.n_epochs_decay)]
+        return state
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`extra_state` returned (override to extend, calling super)."""
@@ -1058,6 +1156,12 @@ class TranslatorModule(L.LightningModule):
             self.diffaug_gen.set_state(state["diffaug_gen"])
         self._val_gap_history = [float(v) for v in state.get("val_gap_history", [])]
         self._stall_warned = bool(state.get("stall_warned", False))
+        if state.get("stall_extended"):
+            self.n_epochs, self.n_epochs_decay = (int(v) for v in state["stall_extended"])
+            self._stall_extended = True
+            trainer = getattr(self, "_trainer", None)
+            if trainer is not None:  # before the fit loop's first "done?" check of a resumed run
+                trainer.fit_loop.max_epochs = self.n_epochs + self.n_epochs_decay
 
     def _schedule_done(self, trainer: Any) -> float:
         """The fraction of the run's iterations done (``global_step`` over Lightning's estimate of

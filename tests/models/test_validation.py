@@ -140,7 +140,7 @@ def test_translator_stall_warns_only_on_a_run_that_never_left_zero() -> None:
     stalled = [-0.16, -0.08, -0.14, 0.01, 0.11]
     msg = translator_stall(stalled, done=0.5)
     assert msg is not None and "below 15 %" in msg and "best 11.0 %" in msg
-    assert "model.n_epochs=14 model.n_epochs_decay=6" in msg
+    assert "14 + 6 epochs" in msg and "model.stall_extension" in msg
     assert translator_stall(stalled, done=0.3) is None  # too early in the schedule
     assert translator_stall([*stalled, 0.2], done=0.6) is None  # it took off once
     assert translator_stall([0.01, float("nan"), 0.02], done=0.9) is None  # 2 defined checks only

@@ -364,3 +364,80 @@ def test_a_fresh_run_does_not_append_to_an_old_runs_event_files(compose_cfg: Any
     assert sorted(scalars["train/loss_G"]) == [0, 1, 2, 3]
     # one learning rate per optimiser, named for it (CUT: G, D and the patch MLP F), nothing else
     assert sorted(t for t in scalars if "lr" in t.lower().split("/")[-1][:3]) == ["train/lr_D", "train/lr_F", "train/lr_G"]
+
+
+def test_stall_extension_trains_the_longer_schedule_exactly_and_resumes(
+        compose_cfg: Any, own_folder: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A run that stalls at constant LR (2 + 1 epochs of 2 iterations, stall at its first check)
+    switches to model.stall_extension (3 + 2): it trains 10 iterations whose weights and LRs equal
+    a run configured 3 + 2 from the start, and killed after the switch it resumes to the same end."""
+    import logging
+
+    import models.base as base
+    from models.base import TranslatorModule
+    from workflows.training import train
+
+    root, policy = own_folder
+
+    def overrides(run: str, schedule: tuple[int, int], extension: bool) -> list[str]:
+        ov = [o for o in _own_folder_overrides(root, tmp_path / run, "cpu_demo", policy, val=True)
+              if not o.startswith(("trainer.max_steps", "model.n_epochs"))]
+        ov += [f"model.n_epochs={schedule[0]}", f"model.n_epochs_decay={schedule[1]}", "export.enabled=false",
+               "evaluate.enabled=false", "callbacks.last_checkpoint.every_n_train_steps=1",
+               "callbacks.last_checkpoint.save_on_train_epoch_end=false"]
+        if extension:
+            ov += ["+model.stall_extension={n_epochs: 3, n_epochs_decay: 2}"]
+        return ov
+
+    calls = {"n": 0}
+
+    def stalled_at_once(history: Any, done: float, **kw: Any) -> str:
+        calls["n"] += 1
+        return "translator health: val/gap_closed has stayed below 15 % (test)"
+
+    monkeypatch.setattr(base, "translator_stall", stalled_at_once)
+    caplog.set_level(logging.WARNING, logger="models.base")
+    extended = train(compose_cfg("train", overrides("a", (2, 1), True)))
+    assert extended["global_step"] == 10 and calls["n"] >= 1
+    said = [r.getMessage() for r in caplog.records if "model.stall_extension" in r.getMessage()]
+    assert len(said) == 1 and "from 2 + 1 to 3 + 2 epochs (10 iterations)" in said[0], said
+    longer = train(compose_cfg("train", overrides("b", (3, 2), False)))
+    assert longer["global_step"] == 10
+    a = load_checkpoint(Path(extended["run_dir"]) / "checkpoints" / "last.ckpt")
+    b = load_checkpoint(Path(longer["run_dir"]) / "checkpoints" / "last.ckpt")
+    for k, v in b["state_dict"].items():
+        assert torch.equal(v, a["state_dict"][k]), k
+    assert a["translator_state"]["extra"]["stall_extended"] == [3, 2]
+    for sa, sb in zip(a["lr_schedulers"], b["lr_schedulers"], strict=True):
+        assert sa["_last_lr"] == pytest.approx(sb["_last_lr"])
+
+    original = TranslatorModule.training_step
+
+    def crash(self: TranslatorModule, batch: Any, batch_idx: int) -> None:
+        if self.global_step == 7:  # after the switch at step 2, past the 2 + 1 schedule's end
+            raise RuntimeError("simulated crash")
+        original(self, batch, batch_idx)
+
+    monkeypatch.setattr(TranslatorModule, "training_step", crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(compose_cfg("train", overrides("c", (2, 1), True)))
+    monkeypatch.setattr(TranslatorModule, "training_step", original)
+    resumed = train(compose_cfg("train", [*overrides("c", (2, 1), True), "ckpt_path=last"]))
+    assert resumed["global_step"] == 10
+    c = load_checkpoint(Path(resumed["run_dir"]) / "checkpoints" / "last.ckpt")
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, c["state_dict"][k]), k
+
+
+def test_stall_extension_config_errors_name_the_key() -> None:
+    from models.base import stall_extension_schedule
+
+    assert stall_extension_schedule(None, 5, 5) is None and stall_extension_schedule({}, 5, 5) is None
+    assert stall_extension_schedule({"n_epochs": 14, "n_epochs_decay": 6}, 5, 5) == (14, 6)
+    with pytest.raises(ValueError, match=r"model\.stall_extension\.epochs is not a key; valid: n_epochs"):
+        stall_extension_schedule({"epochs": 20}, 5, 5)
+    with pytest.raises(ValueError, match=r"n_epochs=4 must be at least model\.n_epochs=5"):
+        stall_extension_schedule({"n_epochs": 4, "n_epochs_decay": 10}, 5, 5)
+    with pytest.raises(ValueError, match="must be longer"):
+        stall_extension_schedule({"n_epochs": 5, "n_epochs_decay": 5}, 5, 5)
