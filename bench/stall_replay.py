@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             if not isinstance(run, dict) or not _curve(run):
                 continue
             curve = _curve(run)
-            # the schedule's length: the CPU demo's 2,500 iterations, the GPU recipe's 10,000, or longer
-            total = max(curve[-1][0] + 1, 2500 if "cpu" in f.name else 10000)
+            # the schedule's length: the CPU demo's 2,500 iterations, the GPU recipe's 10,000, or longer;
+            # a run that model.stall_extension lengthened is judged on the schedule it started with
+            total = int(run.get("schedule_iterations") or max(curve[-1][0] + 1, 2500 if "cpu" in f.name else 10000))
             gap = _test_gap(run)
             name = run.get("look") or run.get("config") or run.get("name") or "?"
             if (curve[-1][0] + 1) / total < 0.4:

@@ -39,3 +39,15 @@ def test_main_reads_both_layouts_and_skips_runs_cut_short(tmp_path: Path,
     assert "not judged (stopped at 2000)" in out
     assert "| efficacy_gpu_y.json | a | 0 | - | 77.0 |" in out
     assert "warned on 1 of 2 judged runs" in out
+
+
+def test_a_run_the_stall_extension_lengthened_is_judged_on_its_first_schedule(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    curve = [[999 + 1000 * i, 0.01] for i in range(20)]  # 20,000 iterations after the switch
+    run = {"look": "cool_led", "seed": 0, "val_curve": curve}
+    (tmp_path / "heldout_gpu_ext.json").write_text(json.dumps({"results": [
+        {**run, "schedule_iterations": 10000}, {**run, "seed": 1}]}))
+    assert stall_replay.main([str(tmp_path / "heldout_gpu_ext.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| heldout_gpu_ext.json | cool_led | 0 | 4000 |" in out  # 40 % of the 10,000 it started with
+    assert "| heldout_gpu_ext.json | cool_led | 1 | 8000 |" in out  # without the record: 40 % of 20,000
