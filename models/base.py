@@ -920,6 +920,9 @@ class TranslatorModule(L.LightningModule):
                     if remedy:
                         log.warning("step %d: %s", self.global_step, remedy)
                 self._stall_warned = True
+            nb = getattr(self, "_batches_per_epoch", 0)
+            if self.stall_extension is not None and nb:  # TensorBoard shows when a run switched
+                metrics["val/schedule_iterations"] = float((self.n_epochs + self.n_epochs_decay) * nb)
         for k, v in metrics.items():
             self.log(k, v, prog_bar=k in ("val/gap_closed", "val/turn_agreement"), sync_dist=True)
 

@@ -409,6 +409,15 @@ def test_stall_extension_trains_the_longer_schedule_exactly_and_resumes(
     for k, v in b["state_dict"].items():
         assert torch.equal(v, a["state_dict"][k]), k
     assert a["translator_state"]["extra"]["stall_extended"] == [3, 2]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logged = []
+    for f in sorted((Path(extended["run_dir"]) / "tb").glob("events.out.tfevents.*")):
+        ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        ea.Reload()
+        if "val/schedule_iterations" in ea.Tags()["scalars"]:
+            logged += [e.value for e in ea.Scalars("val/schedule_iterations")]
+    assert logged and logged[-1] == 10  # TensorBoard shows the switched schedule
     for sa, sb in zip(a["lr_schedulers"], b["lr_schedulers"], strict=True):
         assert sa["_last_lr"] == pytest.approx(sb["_last_lr"])
 
