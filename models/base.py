@@ -507,7 +507,9 @@ class TranslatorModule(L.LightningModule):
             raise ValueError(f"model.optimizer: {cls.__name__}({', '.join(kwargs)}) failed: {exc}") from exc
 
     def _schedulers(self, optimizers: list[torch.optim.Optimizer]) -> list[dict[str, Any]]:
-        rule = linear_decay_lambda(self.n_epochs, self.n_epochs_decay)
+        def rule(epoch: int) -> float:  # the module's schedule as it is now (the stall extension changes it)
+            return linear_decay_lambda(self.n_epochs, self.n_epochs_decay)(epoch)
+
         return [
             {"scheduler": torch.optim.lr_scheduler.LambdaLR(o, lr_lambda=rule), "interval": "epoch"}
             for o in optimizers
@@ -522,10 +524,9 @@ class TranslatorModule(L.LightningModule):
         max_epochs = self.trainer.max_epochs
         self._schedule_sets_max_steps = bool(
             self.trainer.max_steps in (-1, None) and max_epochs and max_epochs > 0 and self._batches_per_epoch)
+        # (a run resumed after a stall extension: load_extra_state already lengthened max_epochs)
         if self._schedule_sets_max_steps and max_epochs:
             self.trainer.fit_loop.epoch_loop.max_steps = max_epochs * self._batches_per_epoch
-        if self._stall_extended:  # resumed after the schedule was stretched (load_extra_state)
-            self._apply_extended_schedule(self.trainer)
         self._lr_epoch = -1
 
     def extend_schedule_on_stall(self, trainer: Any) -> str:
@@ -544,9 +545,6 @@ class TranslatorModule(L.LightningModule):
         """
         assert self.stall_extension is not None
         n_new, d_new = self.stall_extension
-        total = n_new + d_new
-        if self._stall_extended:
-            return ""
         if not getattr(self, "_schedule_sets_max_steps", False) and trainer.max_steps not in (-1, None):
             return (f"model.stall_extension not applied: trainer.max_steps={trainer.max_steps} fixes the "
                     "run's length")
@@ -554,25 +552,16 @@ class TranslatorModule(L.LightningModule):
             return (f"model.stall_extension not applied: the LR already decays (epoch {self.schedule_epoch() + 1} "
                     f"of {self.n_epochs} + {self.n_epochs_decay})")
         old = (self.n_epochs, self.n_epochs_decay)
-        self.n_epochs, self.n_epochs_decay = n_new, d_new
+        self.n_epochs, self.n_epochs_decay = n_new, d_new  # the LR rule reads these
         self._stall_extended = True
-        self._apply_extended_schedule(trainer)
-        nb = getattr(self, "_batches_per_epoch", 0)
-        its = f" ({total * nb:,} iterations)" if nb else ""
-        return (f"model.stall_extension: training longer, the schedule goes from {old[0]} + {old[1]} "
-                f"to {n_new} + {d_new} epochs{its}; trainer.max_time still applies")
-
-    def _apply_extended_schedule(self, trainer: Any) -> None:
-        # the stop (max_epochs, and max_steps where the schedule set it) and every LR rule
-        trainer.fit_loop.max_epochs = self.n_epochs + self.n_epochs_decay
+        trainer.fit_loop.max_epochs = n_new + d_new
         nb = getattr(self, "_batches_per_epoch", 0)
         if getattr(self, "_schedule_sets_max_steps", False) and nb:
-            trainer.fit_loop.epoch_loop.max_steps = (self.n_epochs + self.n_epochs_decay) * nb
-        rule = linear_decay_lambda(self.n_epochs, self.n_epochs_decay)
-        scheds = self.lr_schedulers()
-        for sched in scheds if isinstance(scheds, list) else [scheds] if scheds is not None else []:
-            sched.lr_lambdas = [rule] * len(sched.optimizer.param_groups)  # type: ignore[union-attr]
+            trainer.fit_loop.epoch_loop.max_steps = (n_new + d_new) * nb
         self._lr_epoch = -1  # re-derive the LR at the next iteration (schedule epochs are >= 0)
+        its = f" ({(n_new + d_new) * nb:,} iterations)" if nb else ""
+        return (f"model.stall_extension: training longer, the schedule goes from {old[0]} + {old[1]} "
+                f"to {n_new} + {d_new} epochs{its}; trainer.max_time still applies")
 
     def schedule_epoch(self) -> int:
         """The schedule's epoch: ``global_step // batches_per_epoch``."""
