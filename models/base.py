@@ -1064,17 +1064,20 @@ class TranslatorModule(L.LightningModule):
     def log_losses(self, losses: Mapping[str, torch.Tensor], batch_size: int) -> None:
         """Log every loss as ``train/<name>`` (progress bar shows the main ones).
 
-        Under the fast executor only on the steps Lightning writes logs (a value read forces a
-        GPU sync), as copies (a CUDA graph overwrites its outputs on the next replay).
+        Only on the steps Lightning writes logs, and as CPU values read in one copy: Lightning
+        turns the progress-bar values into numbers after every batch, and a value left on the GPU
+        would make that a GPU sync every iteration (under the fast executor it also is a copy, as
+        a CUDA graph overwrites its outputs on the next replay).
         """
-        fast = self.executor is not None
-        if fast:
-            trainer = getattr(self, "_trainer", None)
-            connector = getattr(trainer, "_logger_connector", None)
-            if connector is not None and not connector.should_update_logs:
-                return
-        for name, v in losses.items():
-            v = v.detach().clone() if fast else v.detach()
+        trainer = getattr(self, "_trainer", None)
+        connector = getattr(trainer, "_logger_connector", None)
+        if connector is not None and not connector.should_update_logs:
+            return
+        names = list(losses)
+        if not names:
+            return
+        values = torch.stack([losses[n].detach().float().reshape(()) for n in names]).cpu()
+        for name, v in zip(names, values, strict=True):
             self.log(f"train/{name}", v, on_step=True, on_epoch=False,
                      prog_bar=name in ("loss_G", "loss_D"), batch_size=batch_size)
 

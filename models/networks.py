@@ -29,6 +29,7 @@ __all__ = [
     "resolve_target",
     "edge_generator_kwargs",
     "init_weights",
+    "sample_positions",
 ]
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
@@ -455,7 +456,12 @@ class ResnetGenerator(nn.Module):
             layers: strictly increasing positions in ``self.model``.
 
         Returns:
-            ``(image, feats)``: image (B, output_nc, H, W) and one tensor per position.
+            ``(image, feats)``: image (B, output_nc, H, W) and one tensor per position, equal to
+            :meth:`encode`'s (CUT's PatchNCE keys may come from here).
+
+        As in the official code, an activation followed by an in-place layer (``ReLU(True)``) is
+        what that layer leaves in it, except after the last position, where :meth:`encode` stops:
+        that one is copied before the in-place layer runs, so both methods agree.
         """
         layers = self._check_layers(layers)
         self._check_input(x)
@@ -465,7 +471,8 @@ class ResnetGenerator(nn.Module):
         for i, layer in enumerate(self.model):
             x = layer(x)
             if i in wanted:
-                feats.append(x)
+                nxt = self.model[i + 1] if i + 1 < len(self.model) else None
+                feats.append(x.clone() if i == layers[-1] and getattr(nxt, "inplace", False) else x)
         return self._finish(x_in, x), feats
 
     def _finish(self, x_in: Tensor, out: Tensor) -> Tensor:
@@ -599,6 +606,38 @@ class _GradInInputLayout(torch.autograd.Function):
         return grad.contiguous(memory_format=fmt)
 
 
+def sample_positions(n: int, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """``min(k, n)`` distinct positions out of ``n``, in random order: a uniformly random prefix of
+    a permutation (what ``torch.randperm(n)[:k]`` draws), in O(k log k) host work instead of O(n).
+
+    For ``n`` up to ``4 k`` it is ``randperm``. Above that, i.i.d. uniform draws with every repeat
+    of an earlier draw skipped (sequential sampling without replacement, so each ordered sample
+    is equally likely); a shortfall is topped up from the same generator. ``randperm`` of a 256²
+    feature map (65,536 positions) for CUT's 256 patches took ~0.6 ms of host time per layer on
+    this project's CPUs, 0.1 ms this way.
+
+    Args:
+        n: positions to choose from (H * W of a feature map).
+        k: how many to keep.
+        generator: CPU generator (None: torch's global one).
+
+    Returns:
+        (min(k, n),) int64 CPU tensor of distinct values in [0, n).
+    """
+    k = min(int(k), int(n))
+    if n <= 4 * k:
+        return torch.randperm(n, generator=generator)[:k]
+    kept: list[int] = []
+    seen: set[int] = set()
+    while len(kept) < k:
+        m = k - len(kept)
+        for v in torch.randint(n, (m + 16 + 2 * m * m // n,), generator=generator).tolist():
+            if v not in seen:
+                seen.add(v)
+                kept.append(v)
+    return torch.tensor(kept[:k], dtype=torch.long)
+
+
 class PatchSampleF(nn.Module):
     """CUT's patch sampler + projection head (``netF = mlp_sample``), built at construction.
 
@@ -673,10 +712,9 @@ class PatchSampleF(nn.Module):
             flat = _GradInInputLayout.apply(feat).permute(0, 2, 3, 1).flatten(1, 2)
             if num_patches > 0:
                 if patch_ids is not None:
-                    ids = patch_ids[i].to(feat.device)
+                    ids = patch_ids[i].to(feat.device, non_blocking=True)
                 else:
-                    ids = torch.randperm(h * w, generator=generator)[: min(num_patches, h * w)]
-                    ids = ids.to(feat.device)
+                    ids = sample_positions(h * w, num_patches, generator).to(feat.device, non_blocking=True)
                 x = flat[:, ids, :].flatten(0, 1)  # (B*P, C)
             else:
                 ids = torch.empty(0, dtype=torch.long, device=feat.device)

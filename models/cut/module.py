@@ -20,6 +20,7 @@ from models.networks import (
     build_network,
     init_weights,
     network_spec,
+    sample_positions,
 )
 
 __all__ = ["CUTModule"]
@@ -149,7 +150,8 @@ class CUTModule(TranslatorModule):
 
     def draw_flip(self, device: torch.device | str) -> torch.Tensor:
         """FastCUT's coin for this iteration, from the patch generator: a 0-d bool tensor."""
-        return torch.tensor(bool(torch.rand((), generator=self.patch_gen) < 0.5), device=device)
+        coin = torch.rand((), generator=self.patch_gen) < 0.5
+        return coin.to(device, non_blocking=True)  # no host sync (a blocking copy waits for the GPU)
 
     def nce_feature_sizes(self, height: int, width: int) -> list[int]:
         """Positions (H_l × W_l) of each PatchNCE layer's feature map for (height, width) inputs."""
@@ -166,16 +168,18 @@ class CUTModule(TranslatorModule):
 
     def draw_patch_ids(self, height: int, width: int, device: torch.device | str,
                        live: bool = True) -> list[torch.Tensor]:
-        """One PatchNCE call's positions per layer: ``randperm`` on the CPU from the patch
-        generator (``live``), or a fixed placeholder of the same shapes (a graph capture).
+        """One PatchNCE call's positions per layer: :func:`models.networks.sample_positions` on the
+        CPU from the patch generator (``live``), or a fixed placeholder of the same shapes (a graph
+        capture). Copied to ``device`` without a host sync.
 
         Returns:
             One (min(num_patches, H_l·W_l),) LongTensor per layer, on ``device``.
         """
         out = []
         for n in self.nce_feature_sizes(height, width):
-            ids = torch.randperm(n, generator=self.patch_gen) if live else torch.arange(n)
-            out.append(ids[: min(self.num_patches, n)].to(device))
+            k = min(self.num_patches, n)
+            ids = sample_positions(n, k, self.patch_gen) if live else torch.arange(k)
+            out.append(ids.to(device, non_blocking=True))
         return out
 
     def generator_forward(
@@ -191,6 +195,21 @@ class CUTModule(TranslatorModule):
             ``(fake_B, idt_B or None, flip)``; with flip-equivariance the input was flipped
             horizontally when ``flip`` is true, and so are the outputs.
         """
+        fake_B, idt_B, flip, _ = self.generator_pass(real_A, real_B, flip)
+        return fake_B, idt_B, flip
+
+    def generator_pass(
+        self, real_A: torch.Tensor, real_B: torch.Tensor, flip: torch.Tensor | bool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | bool | None, list[torch.Tensor] | None]:
+        """:meth:`generator_forward`, plus G's activations at ``nce_layers`` on its input when they
+        are PatchNCE's keys: ``(fake_B, idt_B, flip, keys)``.
+
+        The keys of PatchNCE are G's encodings of its unflipped inputs (real, then sim), detached
+        after F; the forward pass computes exactly these activations on the way, so they are
+        kept instead of encoding the inputs again. ``keys`` is None when they are not the keys:
+        with flip-equivariance (the pass saw the flipped frame), outside training, or without
+        PatchNCE. Each key map is (N or 2N, C_l, H_l, W_l), rows in the order real, sim.
+        """
         n = real_A.shape[0]
         real = torch.cat([real_A, real_B]) if self.nce_idt and self.training else real_A
         if self.flip_equivariance and self.training:
@@ -199,10 +218,14 @@ class CUTModule(TranslatorModule):
             real = self.flip_if(real, flip)
         else:
             flip = None
-        fake = self.netG(real)
+        keys: list[torch.Tensor] | None = None
+        if self.training and self.lambda_NCE > 0 and not self.flip_equivariance:
+            fake, keys = self.netG(real, layers=self.nce_layers)
+        else:
+            fake = self.netG(real)
         fake_B = fake[:n]
         idt_B = fake[n:] if self.nce_idt and self.training else None
-        return fake_B, idt_B, flip
+        return fake_B, idt_B, flip, keys
 
     def nce_loss(
         self,
@@ -212,6 +235,8 @@ class CUTModule(TranslatorModule):
         patch_ids: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """PatchNCE between G's encodings of ``src`` (keys) and of its translation ``tgt`` (queries).
+
+        One call of :meth:`nce_losses`.
 
         Args:
             src: (N, 3, H, W) G's unflipped inputs.
@@ -224,19 +249,62 @@ class CUTModule(TranslatorModule):
         Returns:
             Scalar: mean over layers of λ_NCE × mean patch loss.
         """
-        feat_q = self.netG(tgt, layers=self.nce_layers, encode_only=True)
+        return self.nce_losses([src], [tgt], flipped, [patch_ids])[0]
+
+    def nce_losses(
+        self,
+        srcs: Sequence[torch.Tensor],
+        tgts: Sequence[torch.Tensor],
+        flipped: torch.Tensor | bool | None = False,
+        patch_ids: Sequence[list[torch.Tensor] | None] | None = None,
+        keys: Sequence[torch.Tensor] | None = None,
+    ) -> list[torch.Tensor]:
+        """Several PatchNCE calls (CUT's real→fake and sim→identity) with one encoding pass of all
+        queries (and of all keys, unless given).
+
+        Each call is :meth:`nce_loss`'s: queries G's encodings of ``tgts[i]`` (flipped back when
+        ``flipped``), keys G's encodings of ``srcs[i]``, sampled at the same positions by F, with
+        negatives from the same image. G's encoder treats every image alone (instance norm), so
+        one batched pass gives each call's features.
+
+        Args:
+            srcs, tgts: one (N_i, 3, H, W) pair per call.
+            flipped: as :meth:`nce_loss` (one coin for every call of the iteration).
+            patch_ids: per call, the positions per layer, or None to draw them from the patch
+                generator (in call order).
+            keys: G's activations at ``nce_layers`` on ``torch.cat(srcs)`` (e.g. from
+                :meth:`generator_pass`), one (ΣN_i, C_l, H_l, W_l) map per layer; None encodes
+                them here.
+
+        Returns:
+            One scalar per call: mean over layers of λ_NCE × mean patch loss.
+        """
+        sizes = [int(s.shape[0]) for s in srcs]
+        ids = list(patch_ids) if patch_ids is not None else [None] * len(sizes)
+        feat_q = self.netG(torch.cat(list(tgts)) if len(tgts) > 1 else tgts[0],
+                           layers=self.nce_layers, encode_only=True)
         feat_q = [self.flip_if(fq, flipped) for fq in feat_q]
-        feat_k = self.netG(src, layers=self.nce_layers, encode_only=True)
-        feat_k_pool, sample_ids = self.netF(feat_k, self.num_patches, patch_ids, generator=self.patch_gen)
-        feat_q_pool, _ = self.netF(feat_q, self.num_patches, sample_ids)
-        crit = PatchNCELoss(
-            nce_T=self.nce_T, batch_size=src.shape[0],
-            include_all_negatives_from_minibatch=self.nce_all_negatives,
-        )
-        total = torch.zeros((), device=src.device)
-        for f_q, f_k in zip(feat_q_pool, feat_k_pool, strict=True):
-            total = total + crit(f_q, f_k).mean() * self.lambda_NCE
-        return total / len(self.nce_layers)
+        if keys is None:
+            keys = self.netG(torch.cat(list(srcs)) if len(srcs) > 1 else srcs[0],
+                             layers=self.nce_layers, encode_only=True)
+        elif len(keys) != len(self.nce_layers) or int(keys[0].shape[0]) != sum(sizes):
+            raise ValueError(f"keys must hold {len(self.nce_layers)} maps of {sum(sizes)} images "
+                             f"(torch.cat(srcs)), got {len(keys)} of {int(keys[0].shape[0]) if keys else 0}")
+        out: list[torch.Tensor] = []
+        start = 0
+        for n, call_ids in zip(sizes, ids, strict=True):
+            rows = slice(start, start + n)
+            start += n
+            feat_k_pool, sample_ids = self.netF([f[rows] for f in keys], self.num_patches, call_ids,
+                                                generator=self.patch_gen)
+            feat_q_pool, _ = self.netF([f[rows] for f in feat_q], self.num_patches, sample_ids)
+            crit = PatchNCELoss(nce_T=self.nce_T, batch_size=n,
+                                include_all_negatives_from_minibatch=self.nce_all_negatives)
+            total = torch.zeros((), device=srcs[0].device)
+            for f_q, f_k in zip(feat_q_pool, feat_k_pool, strict=True):
+                total = total + crit(f_q, f_k).mean() * self.lambda_NCE
+            out.append(total / len(self.nce_layers))
+        return out
 
     def discriminator_losses(self, real_B: torch.Tensor, fake_B: torch.Tensor,
                              aug: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -256,14 +324,15 @@ class CUTModule(TranslatorModule):
         flipped: torch.Tensor | bool | None,
         patch_ids: list[list[torch.Tensor]] | None = None,
         aug: torch.Tensor | None = None,
+        keys: Sequence[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """GAN + PatchNCE (+ NCE-identity) losses of G; ``loss_G`` is the total.
 
         ``patch_ids``: the positions of the real→fake and sim→identity PatchNCE calls (None: drawn
         from the patch generator in that order). ``aug``: ``ctx["diffaug"]`` (DiffAugment on the
-        discriminator's input), or None.
+        discriminator's input), or None. ``keys``: PatchNCE's key activations from
+        :meth:`generator_pass` (None: encoded here; the values are the same).
         """
-        ids = list(patch_ids) if patch_ids is not None else [None, None]
         losses: dict[str, torch.Tensor] = {}
         if self.lambda_GAN > 0:
             d_fake = self.netD(self.d_input(fake_B, aug, 0))
@@ -271,15 +340,22 @@ class CUTModule(TranslatorModule):
         else:
             losses["loss_G_GAN"] = torch.zeros((), device=real_A.device)
         # as the official code: keys from the unflipped input, queries from G's output on the
-        # (possibly flipped) input, whose features nce_loss flips back
+        # (possibly flipped) input, whose features nce_losses flips back
         if self.lambda_NCE > 0:
-            losses["loss_NCE"] = self.nce_loss(real_A, fake_B, flipped, ids[0])
+            idt = self.nce_idt and idt_B is not None
+            srcs, tgts = [real_A], [fake_B]
+            if self.nce_idt and idt_B is not None:
+                srcs.append(real_B)
+                tgts.append(idt_B)
+            ids = list(patch_ids)[: len(srcs)] if patch_ids is not None else None
+            nce = self.nce_losses(srcs, tgts, flipped, ids, keys)
+            losses["loss_NCE"] = nce[0]
+            nce_both = nce[0]
+            if idt:
+                losses["loss_NCE_Y"] = nce[1]
+                nce_both = (nce[0] + nce[1]) * 0.5
         else:
-            losses["loss_NCE"] = torch.zeros((), device=real_A.device)
-        nce_both = losses["loss_NCE"]
-        if self.nce_idt and self.lambda_NCE > 0 and idt_B is not None:
-            losses["loss_NCE_Y"] = self.nce_loss(real_B, idt_B, flipped, ids[1] if len(ids) > 1 else None)
-            nce_both = (losses["loss_NCE"] + losses["loss_NCE_Y"]) * 0.5
+            losses["loss_NCE"] = nce_both = torch.zeros((), device=real_A.device)
         losses["loss_G"] = losses["loss_G_GAN"] + nce_both
         return losses
 
@@ -316,14 +392,14 @@ class CUTModule(TranslatorModule):
         """G's forward of the iteration (kept in the context for the G phase), then D's loss.
 
         Args:
-            ctx: ``real`` and ``sim`` (N, 3, H, W) in [-1, 1] (+ ``flip``); adds ``fake_B`` and
-                ``idt_B`` (N, 3, H, W, or None).
+            ctx: ``real`` and ``sim`` (N, 3, H, W) in [-1, 1] (+ ``flip``); adds ``fake_B``,
+                ``idt_B`` (N, 3, H, W, or None) and ``nce_keys`` (see :meth:`generator_pass`).
 
         Returns:
             ``(named losses, loss_D)``.
         """
-        fake_B, idt_B, _ = self.generator_forward(ctx["real"], ctx["sim"], ctx.get("flip"))
-        ctx["fake_B"], ctx["idt_B"] = fake_B, idt_B
+        fake_B, idt_B, _, keys = self.generator_pass(ctx["real"], ctx["sim"], ctx.get("flip"))
+        ctx["fake_B"], ctx["idt_B"], ctx["nce_keys"] = fake_B, idt_B, keys
         d = self.discriminator_losses(ctx["sim"], fake_B, ctx.get("diffaug"))
         return d, d["loss_D"]
 
@@ -337,7 +413,7 @@ class CUTModule(TranslatorModule):
         real_A, real_B = ctx["real"], ctx["sim"]
         fake_B, idt_B, flip = ctx["fake_B"], ctx["idt_B"], ctx.get("flip")
         losses = self.generator_losses(real_A, real_B, fake_B, idt_B, flip, ctx.get("patch_ids"),
-                                       ctx.get("diffaug"))
+                                       ctx.get("diffaug"), ctx.get("nce_keys"))
         losses.update(self.policy_losses(ctx, idt_B, flip))
         # fake_B is G's output for the flipped frame when flipped: the teacher sees the same input
         losses.update(self.distill_losses(self.flip_if(real_A, flip), fake_B))

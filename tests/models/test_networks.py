@@ -472,3 +472,27 @@ def test_spectral_norm_discriminator_has_unit_spectral_norm_and_still_learns() -
     assert all(m.parametrizations.weight.original.grad is not None for m in convs)
     plain = build_discriminator(ndf=8, n_layers=2)
     assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in plain.modules())
+
+
+def test_sample_positions_draws_distinct_positions_uniformly() -> None:
+    """sample_positions: k distinct positions in [0, n), reproducible by generator, each ordered
+    sample equally likely (chi-square over all 380 ordered pairs of 20), randperm for small n."""
+    from models.networks import sample_positions
+
+    for n, k in [(68644, 256), (4096, 256), (1025, 256), (1024, 256), (100, 256), (5, 5)]:
+        ids = sample_positions(n, k, torch.Generator().manual_seed(0))
+        assert ids.dtype == torch.long and ids.shape == (min(n, k),)
+        assert ids.unique().numel() == min(n, k) and int(ids.min()) >= 0 and int(ids.max()) < n
+        assert torch.equal(ids, sample_positions(n, k, torch.Generator().manual_seed(0)))
+    assert torch.equal(sample_positions(1000, 256, torch.Generator().manual_seed(3)),
+                       torch.randperm(1000, generator=torch.Generator().manual_seed(3))[:256])
+    g = torch.Generator().manual_seed(1)
+    counts: dict[tuple[int, ...], int] = {}
+    draws = 38000
+    for _ in range(draws):
+        key = tuple(sample_positions(20, 2, g).tolist())
+        counts[key] = counts.get(key, 0) + 1
+    assert len(counts) == 380
+    expected = draws / 380
+    chi2 = sum((c - expected) ** 2 / expected for c in counts.values())
+    assert chi2 < 480  # 379 degrees of freedom: P(chi2 > 480) < 0.1 %

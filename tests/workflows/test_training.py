@@ -133,13 +133,13 @@ def test_nan_loss_stops_with_named_loss_and_keeps_checkpoint(
     from models.cut.module import CUTModule
     from workflows.training import train
 
-    original = CUTModule.nce_loss
+    original = CUTModule.nce_losses
 
-    def poisoned(self: CUTModule, src: torch.Tensor, tgt: torch.Tensor, *args: Any) -> torch.Tensor:
-        loss = original(self, src, tgt, *args)
-        return loss * float("nan") if self.global_step >= 4 else loss
+    def poisoned(self: CUTModule, *args: Any) -> list[torch.Tensor]:
+        losses = original(self, *args)
+        return [loss * float("nan") for loss in losses] if self.global_step >= 4 else losses
 
-    monkeypatch.setattr(CUTModule, "nce_loss", poisoned)
+    monkeypatch.setattr(CUTModule, "nce_losses", poisoned)
     cfg = compose_cfg("train", tiny_train_overrides("cut", tiny_unpaired, tmp_path, steps=8) + ["export.enabled=false"])
     with pytest.raises(NonFiniteLossError, match=r"loss loss_NCE became nan at step 4.*last good checkpoint"):
         train(cfg)

@@ -58,3 +58,51 @@ def test_one_iteration_losses_are_finite_and_nce_identity_follows_training(cut: 
     _, idt_eval, _ = cut.generator_forward(real_A, real_B)
     assert idt_eval is None
 
+
+
+def test_nce_keys_from_the_forward_pass_equal_a_second_encoding() -> None:
+    """PatchNCE with the keys kept from G's forward pass = PatchNCE encoding the inputs again:
+    the same losses and the same gradients into G and F (the keys are detached after F)."""
+    torch.manual_seed(0)
+    m = CUTModule(generator=TINY_G, discriminator=TINY_D, num_patches=16).train()
+    g = torch.Generator().manual_seed(1)
+    real_A, real_B = (torch.rand(2, 3, 32, 32, generator=g) * 2 - 1 for _ in range(2))
+    ids = [m.draw_patch_ids(32, 32, "cpu") for _ in range(2)]
+
+    def run(reuse: bool) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+        m.zero_grad(set_to_none=True)
+        fake_B, idt_B, flip, keys = m.generator_pass(real_A, real_B)
+        assert keys is not None and len(keys) == len(m.nce_layers) and keys[0].shape[0] == 4
+        losses = m.generator_losses(real_A, real_B, fake_B, idt_B, flip, ids, keys=keys if reuse else None)
+        losses["loss_G"].backward()
+        return losses, [p.grad.clone() for p in [*m.netG.parameters(), *m.netF.parameters()] if p.grad is not None]
+
+    kept, g_kept = run(True)
+    again, g_again = run(False)
+    for k in ("loss_NCE", "loss_NCE_Y", "loss_G"):
+        assert torch.allclose(kept[k], again[k], atol=1e-6), k
+    assert len(g_kept) == len(g_again) > 0
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g_kept, g_again, strict=True))
+
+
+def test_batched_nce_calls_equal_separate_calls() -> None:
+    """One encoding pass for CUT's two PatchNCE calls gives each call's own loss."""
+    torch.manual_seed(0)
+    m = CUTModule(generator=TINY_G, discriminator=TINY_D, num_patches=16).train()
+    g = torch.Generator().manual_seed(2)
+    a, b, fa, fb = (torch.rand(1, 3, 32, 32, generator=g) * 2 - 1 for _ in range(4))
+    ids = [m.draw_patch_ids(32, 32, "cpu") for _ in range(2)]
+    both = m.nce_losses([a, b], [fa, fb], False, ids)
+    apart = [m.nce_loss(a, fa, False, ids[0]), m.nce_loss(b, fb, False, ids[1])]
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(both, apart, strict=True))
+    with pytest.raises(ValueError, match="keys must hold"):
+        m.nce_losses([a, b], [fa, fb], False, ids, keys=[torch.zeros(1, 3, 38, 38)])
+
+
+def test_flip_equivariance_encodes_the_keys_apart() -> None:
+    """FastCUT's pass sees the flipped frame, so its activations are not the keys."""
+    m = CUTModule(generator=TINY_G, discriminator=TINY_D, num_patches=16, nce_idt=False,
+                  flip_equivariance=True).train()
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert m.generator_pass(x, x)[3] is None
+    assert m.eval().generator_pass(x, x)[3] is None
