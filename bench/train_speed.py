@@ -48,8 +48,11 @@ class SpeedTimer(Callback):
     and the kernels with the most GPU time.
     """
 
-    def __init__(self, out: str, warmup: int = 30, profile: int = 0) -> None:
+    def __init__(self, out: str, warmup: int = 30, profile: int = 0, sync_debug: int = 0) -> None:
         self.out, self.warmup, self.profile_n = out, int(warmup), int(profile)
+        self.sync_n = int(sync_debug)
+        self.syncs: SyncPoints | None = None
+        self.sync_points: dict[str, Any] | None = None
         self.t0: float | None = None
         self.n0 = 0
         self.prof: Any = None
@@ -59,6 +62,10 @@ class SpeedTimer(Callback):
         self.excluded_s, self.excluded_steps = 0.0, 0  # the profiled window is not timed
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if (self.sync_n > 0 and self.syncs is None and self.sync_points is None
+                and trainer.global_step >= self.warmup + 10 and torch.cuda.is_available()):
+            self.syncs = SyncPoints()
+            self.syncs.start(trainer.global_step)
         if self.profile_n <= 0 or self.prof is not None or self.profile is not None:
             return
         if trainer.global_step >= self.warmup + 10 and torch.cuda.is_available():
@@ -95,13 +102,34 @@ class SpeedTimer(Callback):
         self.profile = {"iterations": n, "wall_s": wall, "gpu_kernel_s": busy,
                         "gpu_busy_share": busy / wall if wall > 0 else None,
                         "ms_per_it": 1000 * wall / max(n, 1), "gpu_ms_per_it": 1000 * busy / max(n, 1),
-                        "top_kernels_ms_per_it": [(k[:90], 1000 * v / max(n, 1)) for k, v in top]}
+                        "top_kernels_ms_per_it": [(k[:90], 1000 * v / max(n, 1)) for k, v in top],
+                        **self._host_summary(n)}
+
+    def _host_summary(self, n: int) -> dict[str, Any]:
+        """Where the host's time goes: the host ops with the most own (self) and inclusive time
+        per iteration, with their calls per iteration (loader waits, syncs, copies, graph launches
+        and Python-side ops show up here)."""
+        try:
+            avgs = [a for a in self.prof.key_averages() if a.device_type != torch.autograd.DeviceType.CUDA]
+        except Exception as exc:
+            return {"host_error": f"{type(exc).__name__}: {exc}"}
+        k = max(n, 1)
+
+        def rows(attr: str) -> list[tuple[str, float, float]]:
+            best = sorted(avgs, key=lambda a: -getattr(a, attr))[:20]
+            return [(a.key[:90], getattr(a, attr) / 1000 / k, a.count / k) for a in best]
+
+        return {"host_self_ms_per_it": rows("self_cpu_time_total"),
+                "host_total_ms_per_it": rows("cpu_time_total")}
 
     def _sync(self) -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.syncs is not None and trainer.global_step - self.syncs.at >= self.sync_n:
+            self.sync_points = self.syncs.stop(trainer.global_step)
+            self.syncs = None
         if self.prof is not None and trainer.global_step - self.prof_at >= self.profile_n:
             self._finish_profile(trainer)
         if self.t0 is None and trainer.global_step >= self.warmup:
@@ -111,6 +139,9 @@ class SpeedTimer(Callback):
                 torch.cuda.reset_peak_memory_stats()
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.syncs is not None:
+            self.sync_points = self.syncs.stop(trainer.global_step)
+            self.syncs = None
         self._sync()
         if self.prof is not None:
             self._finish_profile(trainer)
@@ -123,7 +154,56 @@ class SpeedTimer(Callback):
                                               "timed_steps": steps, "peak_gib": peak,
                                               "world_size": int(trainer.world_size),
                                               "optimizer_in_graph": getattr(pl_module.executor, "opt_in_graph", None),
-                                              **({"profile": self.profile} if self.profile else {})}))
+                                              **({"profile": self.profile} if self.profile else {}),
+                                              **({"sync_points": self.sync_points} if self.sync_points else {})}))
+
+
+class SyncPoints:
+    """Counts the host calls that synchronise the GPU (``torch.cuda.set_sync_debug_mode("warn")``)
+    between :meth:`start` and :meth:`stop`, by the last frames of the Python stack that made them.
+
+    A sync makes the host wait for every queued kernel, so the host's own work of the next
+    iteration (Lightning's hooks, the phases' draws, the graph launches) no longer overlaps the
+    GPU's: at batch 1 that is most of an iteration. Only syncs torch reports (``.item()``, a
+    blocking copy, ...); a blocking H2D copy from pageable memory is not among them.
+    """
+
+    def __init__(self) -> None:
+        self.at = 0
+        self.counts: dict[tuple[str, ...], int] = {}
+        self._show: Any = None
+        self._saved: Any = None
+
+    def start(self, step: int) -> None:
+        """Arm at iteration ``step``."""
+        import warnings
+
+        self.at = step
+        self._saved = warnings.catch_warnings()  # restores the filters and showwarning on exit
+        self._saved.__enter__()
+        self._show = warnings.showwarning
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = self._record  # type: ignore[assignment]
+        torch.cuda.set_sync_debug_mode("warn")
+
+    def _record(self, message: Any, category: Any, filename: str, lineno: int, *args: Any) -> None:
+        import traceback
+
+        if "synchroniz" not in str(message):
+            self._show(message, category, filename, lineno, *args)
+            return
+        frames = [f for f in traceback.extract_stack()[:-1] if "/warnings.py" not in f.filename]
+        key = tuple(f"{'/'.join(f.filename.split('/')[-2:])}:{f.lineno} {f.name}" for f in frames[-4:])
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def stop(self, step: int) -> dict[str, Any]:
+        """Disarm; returns ``{iterations, per_iteration, stacks: [(stack, calls per iteration)]}``."""
+        torch.cuda.set_sync_debug_mode(0)
+        self._saved.__exit__(None, None, None)
+        n = max(step - self.at, 1)
+        top = sorted(self.counts.items(), key=lambda kv: -kv[1])[:10]
+        return {"iterations": step - self.at, "per_iteration": sum(self.counts.values()) / n,
+                "stacks": [(list(k), c / n) for k, c in top]}
 
 
 def iteration_flops(cfg: Any) -> float:
@@ -180,7 +260,7 @@ def compose(overrides: list[str]) -> Any:
 
 
 def run_row(name: str, overrides: list[str], *, steps: int, warmup: int, runs_dir: Path,
-            profile: int = 0) -> dict[str, Any]:
+            profile: int = 0, sync_debug: int = 0) -> dict[str, Any]:
     """One capped ``train(cfg)`` run; returns its figures."""
     from workflows.training import train
 
@@ -191,7 +271,7 @@ def run_row(name: str, overrides: list[str], *, steps: int, warmup: int, runs_di
           "callbacks.last_checkpoint.every_n_train_steps=1000000", f"paths.runs_dir={runs_dir}",
           f"run_name={out.stem}", "+callbacks.speed._target_=bench.train_speed.SpeedTimer",
           f"+callbacks.speed.out={out}", f"+callbacks.speed.warmup={warmup}",
-          f"+callbacks.speed.profile={profile}"]
+          f"+callbacks.speed.profile={profile}", f"+callbacks.speed.sync_debug={sync_debug}"]
     cfg = compose(ov)
     t0 = time.perf_counter()
     res = train(cfg)
@@ -239,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extra", nargs="*", default=[], help="overrides added to every row")
     ap.add_argument("--profile", type=int, default=0,
                     help="profile this many iterations after the warm-up (GPU kernel time vs wall)")
+    ap.add_argument("--sync-debug", type=int, default=0,
+                    help="count the GPU syncs the host makes over this many iterations after the warm-up, by stack")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
@@ -271,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[train_speed] {name}", flush=True)
         try:
             row = run_row(name, ov, steps=args.steps, warmup=args.warmup, runs_dir=runs_dir,
-                          profile=args.profile)
+                          profile=args.profile, sync_debug=args.sync_debug)
         except Exception as exc:  # keep going: one failing row must not lose the others
             row = {"name": name, "overrides": ov, "error": f"{type(exc).__name__}: {exc}"}
         if peak and row.get("flops_per_it"):
@@ -320,11 +402,18 @@ def _print(rows: list[dict[str, Any]], peak: float | None) -> None:
               f"{f('tflops', '8.1f')} {format(100 * share, '6.1f') if share else '     –'} "
               f"{f('wall_s', '7.1f')} {f('peak_gib', '5.1f')}")
     for r in rows:
+        sp = r.get("sync_points")
+        if sp:
+            print(f"GPU syncs {r['name']}: {sp['per_iteration']:.2f} per iteration"
+                  + "".join(f"\n  {c:.2f}/it  {' > '.join(st[-2:])}" for st, c in sp["stacks"][:5]))
         pr = r.get("profile")
         if pr and "error" not in pr:
             print(f"profile {r['name']}: {pr['ms_per_it']:.2f} ms/it wall, {pr['gpu_ms_per_it']:.2f} ms/it of GPU "
                   f"kernels (busy {100 * (pr['gpu_busy_share'] or 0):.0f} %); top: "
                   + "; ".join(f"{k[:40]} {v:.2f}" for k, v in pr["top_kernels_ms_per_it"][:5]))
+            if pr.get("host_self_ms_per_it"):
+                print("  host, own ms/it (calls/it): " + "; ".join(
+                    f"{k[:40]} {v:.2f} ({c:g})" for k, v, c in pr["host_self_ms_per_it"][:8]))
 
 
 if __name__ == "__main__":
