@@ -342,16 +342,14 @@ class CUTModule(TranslatorModule):
         # as the official code: keys from the unflipped input, queries from G's output on the
         # (possibly flipped) input, whose features nce_losses flips back
         if self.lambda_NCE > 0:
-            idt = self.nce_idt and idt_B is not None
             srcs, tgts = [real_A], [fake_B]
             if self.nce_idt and idt_B is not None:
                 srcs.append(real_B)
                 tgts.append(idt_B)
             ids = list(patch_ids)[: len(srcs)] if patch_ids is not None else None
             nce = self.nce_losses(srcs, tgts, flipped, ids, keys)
-            losses["loss_NCE"] = nce[0]
-            nce_both = nce[0]
-            if idt:
+            losses["loss_NCE"] = nce_both = nce[0]
+            if len(nce) > 1:
                 losses["loss_NCE_Y"] = nce[1]
                 nce_both = (nce[0] + nce[1]) * 0.5
         else:
