@@ -45,7 +45,9 @@ class SpeedTimer(Callback):
     With ``profile`` > 0 it also runs ``torch.profiler`` over that many iterations after the
     warm-up and adds ``profile``: the wall time, the summed GPU kernel time (``gpu_busy_share`` =
     kernel time / wall: near 1 means the GPU bounds the step, far below 1 means the host does),
-    and the kernels with the most GPU time.
+    and the kernels with the most GPU time. With ``sync_debug`` > 0 it counts the host's GPU syncs
+    over that many iterations by stack (:class:`SyncPoints`) and adds ``sync_points``. Neither
+    window counts towards ``it_s``.
     """
 
     def __init__(self, out: str, warmup: int = 30, profile: int = 0, sync_debug: int = 0) -> None:
@@ -59,11 +61,12 @@ class SpeedTimer(Callback):
         self.prof_t0 = 0.0
         self.prof_at = -1
         self.profile: dict[str, Any] | None = None
-        self.excluded_s, self.excluded_steps = 0.0, 0  # the profiled window is not timed
+        self.excluded_s, self.excluded_steps = 0.0, 0  # the profiled and sync-counted windows are not timed
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         if (self.sync_n > 0 and self.syncs is None and self.sync_points is None
                 and trainer.global_step >= self.warmup + 10 and torch.cuda.is_available()):
+            self._sync()
             self.syncs = SyncPoints()
             self.syncs.start(trainer.global_step)
         if self.profile_n <= 0 or self.prof is not None or self.profile is not None:
@@ -122,14 +125,21 @@ class SpeedTimer(Callback):
         return {"host_self_ms_per_it": rows("self_cpu_time_total"),
                 "host_total_ms_per_it": rows("cpu_time_total")}
 
+    def _finish_syncs(self, trainer: Any) -> None:
+        assert self.syncs is not None
+        self._sync()
+        self.sync_points = self.syncs.stop(trainer.global_step)
+        self.excluded_s += time.perf_counter() - self.syncs.t0  # the debug mode slows the host
+        self.excluded_steps += int(self.sync_points["iterations"])
+        self.syncs = None
+
     def _sync(self) -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.syncs is not None and trainer.global_step - self.syncs.at >= self.sync_n:
-            self.sync_points = self.syncs.stop(trainer.global_step)
-            self.syncs = None
+            self._finish_syncs(trainer)
         if self.prof is not None and trainer.global_step - self.prof_at >= self.profile_n:
             self._finish_profile(trainer)
         if self.t0 is None and trainer.global_step >= self.warmup:
@@ -140,8 +150,7 @@ class SpeedTimer(Callback):
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if self.syncs is not None:
-            self.sync_points = self.syncs.stop(trainer.global_step)
-            self.syncs = None
+            self._finish_syncs(trainer)
         self._sync()
         if self.prof is not None:
             self._finish_profile(trainer)
@@ -169,7 +178,7 @@ class SyncPoints:
     """
 
     def __init__(self) -> None:
-        self.at = 0
+        self.at, self.t0 = 0, 0.0
         self.counts: dict[tuple[str, ...], int] = {}
         self._show: Any = None
         self._saved: Any = None
@@ -178,7 +187,7 @@ class SyncPoints:
         """Arm at iteration ``step``."""
         import warnings
 
-        self.at = step
+        self.at, self.t0 = step, time.perf_counter()
         self._saved = warnings.catch_warnings()  # restores the filters and showwarning on exit
         self._saved.__enter__()
         self._show = warnings.showwarning
