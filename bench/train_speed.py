@@ -319,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", nargs="+", type=int, default=[1])
     ap.add_argument("--size", type=int, default=256, help="training crop size (official: 256)")
     ap.add_argument("--compile", action="store_true", help="also rows with step.compile=true")
+    ap.add_argument("--compile-only", action="store_true", help="only rows with step.compile=true")
     ap.add_argument("--steps", type=int, default=330)
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--data-root", default=None, help="dataset root (default: a small jetbot_synth at --size)")
@@ -350,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         for model in args.models:
             for batch in args.batch:
                 for step in args.step:
-                    for compiled in ([False, True] if args.compile else [False]):
+                    for compiled in ([True] if args.compile_only else [False, True] if args.compile else [False]):
                         for on in {"both": [False, True], "on": [True], "off": [False]}[args.policy]:
                             ov = [f"model={model}", "experiment=full", f"step={step}", *data, *pol,
                                   f"data.batch_size={batch}", *_OFF, *(POLICY[model] if on else []),

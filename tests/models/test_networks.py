@@ -9,12 +9,17 @@ import torch
 
 from models.complexity import count_macs, count_parameters
 from models.networks import (
+    InstanceNorm2d,
     NLayerDiscriminator,
     PatchSampleF,
+    ReflectionPad2d,
+    ReplicationPad2d,
     ResnetGenerator,
     define_generator,
     edge_generator_kwargs,
     init_weights,
+    instance_norm_channels_last,
+    pad_channels_last,
 )
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference_nets_ngf16.pt"
@@ -496,3 +501,141 @@ def test_sample_positions_draws_distinct_positions_uniformly() -> None:
     expected = draws / 380
     chi2 = sum((c - expected) ** 2 / expected for c in counts.values())
     assert chi2 < 480  # 379 degrees of freedom: P(chi2 > 480) < 0.1 %
+
+
+# --- layers that keep channels_last (the fast executor's layout) -------------------------------
+
+CL = torch.channels_last
+
+
+def _is_cl(t: torch.Tensor) -> bool:
+    return t.is_contiguous(memory_format=CL) and not t.is_contiguous()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("ours, theirs", [
+    (instance_norm_channels_last, lambda: torch.nn.InstanceNorm2d(5)),
+    (lambda x: pad_channels_last(x, (1, 2, 3, 1), "reflect"), lambda: torch.nn.ReflectionPad2d((1, 2, 3, 1))),
+    (lambda x: pad_channels_last(x, (3, 3, 3, 3), "reflect"), lambda: torch.nn.ReflectionPad2d(3)),
+    (lambda x: pad_channels_last(x, (2, 2, 2, 2), "replicate"), lambda: torch.nn.ReplicationPad2d(2)),
+    (lambda x: pad_channels_last(x, (0, 1, 2, 0), "replicate"), lambda: torch.nn.ReplicationPad2d((0, 1, 2, 0))),
+], ids=["norm", "reflect", "reflect3", "replicate", "replicate_uneven"])
+def test_channels_last_functions_equal_torch_and_keep_the_layout(batch, ours, theirs) -> None:
+    """Values and input gradients equal torch's layers, and a channels_last input gives a
+    channels_last output and gradient (no layout copy in either direction)."""
+    torch.manual_seed(0)
+    x = (torch.randn(batch, 5, 9, 7) * 3 + 2).contiguous(memory_format=CL).requires_grad_()
+    x0 = x.detach().contiguous().requires_grad_()
+    y, y0 = ours(x), theirs()(x0)
+    g = torch.randn_like(y0)  # NCHW: torch's CPU InstanceNorm2d is wrong for an NHWC gradient at batch 1
+    (gx,), (gx0,) = torch.autograd.grad(y, x, g), torch.autograd.grad(y0, x0, g)
+    assert _is_cl(y) and y.shape == y0.shape
+    assert torch.allclose(y, y0, atol=1e-5) and torch.allclose(gx, gx0, atol=1e-5)
+    (gx_cl,) = torch.autograd.grad(ours(x), x, g.contiguous(memory_format=CL))
+    assert _is_cl(gx_cl) and torch.allclose(gx_cl, gx0, atol=1e-5)
+
+
+def test_layers_take_the_layout_keeping_path_under_compile() -> None:
+    """Under torch.compile a channels_last input goes through the layout-keeping functions (the
+    graph holds no instance_norm or pad op), an NCHW input through torch's own layers."""
+    for fmt, expect_ours in ((CL, True), (torch.contiguous_format, False)):
+        torch._dynamo.reset()
+        targets: list[str] = []
+
+        def spy(gm, example_inputs, targets=targets):
+            targets.extend(str(n.target) for n in gm.graph.nodes)
+            return gm.forward
+
+        net = torch.nn.Sequential(ReflectionPad2d(1), torch.nn.Conv2d(4, 4, 3), InstanceNorm2d(4),
+                                  ReplicationPad2d(1))
+        net.to(memory_format=fmt)
+        torch.compile(net, backend=spy, dynamic=False)(torch.randn(2, 4, 8, 8).contiguous(memory_format=fmt))
+        text = " ".join(targets)
+        assert ("instance_norm" in text or "pad" in text) is not expect_ours, text
+
+
+def test_layers_take_torchs_path_in_eager_mode() -> None:
+    """Eager runs are torch's own layers, bit for bit (the layout-keeping path is for compile)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 6, 6).contiguous(memory_format=CL)
+    for ours, theirs in [(InstanceNorm2d(4), torch.nn.InstanceNorm2d(4)),
+                         (ReflectionPad2d(2), torch.nn.ReflectionPad2d(2)),
+                         (ReplicationPad2d(1), torch.nn.ReplicationPad2d(1))]:
+        assert torch.equal(ours(x), theirs(x)) and ours(x).stride() == theirs(x).stride()
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_channels_last_layers_pass_gradcheck(batch) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, 5, 6, dtype=torch.double).contiguous(memory_format=CL).requires_grad_()
+    assert torch.autograd.gradcheck(instance_norm_channels_last, (x,))
+    for mode in ("reflect", "replicate"):
+        assert torch.autograd.gradcheck(lambda t, m=mode: pad_channels_last(t, (2, 1, 1, 3), m), (x,))
+
+
+def test_pad_channels_last_errors() -> None:
+    x = torch.zeros(1, 2, 3, 3).contiguous(memory_format=CL)
+    with pytest.raises(ValueError, match="smaller than the input's size 3"):
+        pad_channels_last(x, (3, 0, 0, 0), "reflect")
+    with pytest.raises(ValueError, match="'reflect' or 'replicate'"):
+        pad_channels_last(x, (1, 1, 1, 1), "circular")
+
+
+@pytest.mark.parametrize("kind", ["cyclegan", "cut"])
+def test_compiled_channels_last_networks_equal_eager_nchw(kind) -> None:
+    """A whole channels_last network under torch.compile (Dynamo and AOTAutograd, as
+    ``step.compile=true``; eager kernels instead of Inductor's so it runs on any CPU) takes the
+    layout-keeping layers, computes what the eager NCHW one does, forward and backward, and
+    stays channels_last end to end."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    g = init_weights(define_generator(kind, ngf=8, n_blocks=2), "normal", 0.02)
+    d = init_weights(NLayerDiscriminator(ndf=8, n_layers=2, antialias=kind == "cut"), "normal", 0.02)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    outs = []
+    for fmt in (torch.contiguous_format, CL):
+        g.zero_grad(), d.zero_grad()
+        g.to(memory_format=fmt), d.to(memory_format=fmt)
+        run_g, run_d = (g, d) if fmt is torch.contiguous_format else (
+            torch.compile(g, backend="aot_eager", dynamic=False), torch.compile(d, backend="aot_eager", dynamic=False))
+        y = run_g(x.contiguous(memory_format=fmt))
+        s = run_d(y)
+        (s.square().mean() + y.abs().mean()).backward()
+        outs.append((y.detach(), s.detach(), [p.grad.clone() for p in (*g.parameters(), *d.parameters())]))
+    (y0, s0, g0), (y1, s1, g1) = outs
+    assert _is_cl(y1) and s1.is_contiguous(memory_format=CL)  # (B, 1, h, w): also NCHW-contiguous
+    assert torch.allclose(y0, y1, atol=1e-5) and torch.allclose(s0, s1, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(g0, g1, strict=True))
+
+
+def test_channels_last_generator_exports_torch_layers(tmp_path) -> None:
+    """Exporting a generator whose weights are still channels_last (as training leaves them)
+    keeps ONNX's InstanceNormalization and Pad nodes: the layout-keeping path is training-only."""
+    onnx = pytest.importorskip("onnx")
+    g = init_weights(define_generator("cyclegan", ngf=8, n_blocks=1), "normal", 0.02).eval()
+    g.to(memory_format=CL)
+    x = (torch.rand(1, 3, 32, 32) * 2 - 1).contiguous(memory_format=CL)
+    path = tmp_path / "g.onnx"
+    torch.onnx.export(g, (x,), str(path), dynamo=False, opset_version=17)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"InstanceNormalization", "Pad"} <= ops and "ReduceMean" not in ops
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_channels_last_layers_on_cuda_bf16() -> None:
+    """On CUDA under bf16 autocast the layout-keeping functions match torch's layers within bf16
+    rounding and keep the layout."""
+    torch.manual_seed(0)
+    x = (torch.randn(4, 64, 32, 32, device="cuda") * 2 + 1).contiguous(memory_format=CL).requires_grad_()
+    x0 = x.detach().contiguous().requires_grad_()
+    for ours, theirs in [(instance_norm_channels_last, torch.nn.InstanceNorm2d(64)),
+                         (lambda t: pad_channels_last(t, (3, 3, 3, 3), "reflect"), torch.nn.ReflectionPad2d(3)),
+                         (lambda t: pad_channels_last(t, (1, 1, 1, 1), "replicate"), torch.nn.ReplicationPad2d(1))]:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            y, y0 = ours(x.bfloat16()), theirs(x0.bfloat16())
+        g = torch.randn_like(y0).contiguous(memory_format=CL)
+        (gx,), (gx0,) = torch.autograd.grad(y, x, g), torch.autograd.grad(y0, x0, g)
+        assert _is_cl(y)
+        assert (y.float() - y0.float()).abs().max() <= 0.05
+        assert (gx - gx0).abs().max() <= 0.05 * gx0.abs().max()
