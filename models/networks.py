@@ -31,6 +31,8 @@ __all__ = [
     "network_spec",
     "resolve_target",
     "edge_generator_kwargs",
+    "blur_downsample_taps",
+    "blur_upsample_taps",
     "init_weights",
     "instance_norm_channels_last",
     "pad_channels_last",
@@ -104,7 +106,13 @@ class BlurDownsample(nn.Module):
         self.register_buffer("filt", kernel[None, None].repeat(channels, 1, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        """Blur and subsample ``x`` (B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2))."""
+        """Blur and subsample ``x`` (B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2)).
+
+        Under ``torch.compile`` with a channels_last input the depthwise convolution is written as
+        its nine weighted strided slices (:func:`blur_downsample_taps`), which Inductor fuses
+        into one kernel forward and backward; otherwise torch's convolution."""
+        if _keeps_channels_last(x):
+            return blur_downsample_taps(self.pad(x), self.filt)
         return F.conv2d(self.pad(x), self.filt, stride=2, groups=self.channels)
 
 
@@ -132,9 +140,75 @@ class BlurUpsample(nn.Module):
         self.register_buffer("filt", kernel[None, None].repeat(channels, 1, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        """Upsample ``x`` (B, C, H, W) -> (B, C, 2H, 2W)."""
+        """Upsample ``x`` (B, C, H, W) -> (B, C, 2H, 2W).
+
+        Under ``torch.compile`` with a channels_last input the transposed depthwise convolution
+        is written as its four output phases, each a weighted sum of four shifted slices
+        (:func:`blur_upsample_taps`); otherwise torch's transposed convolution."""
+        if _keeps_channels_last(x):
+            return blur_upsample_taps(self.pad(x), self.filt).contiguous(memory_format=torch.channels_last)
         y = F.conv_transpose2d(self.pad(x), self.filt, stride=2, padding=2, groups=self.channels)
         return y[:, :, 1:-1, 1:-1]  # (B, C, 2H + 2, 2W + 2) -> (B, C, 2H, 2W)
+
+
+def blur_downsample_taps(xp: Tensor, filt: Tensor) -> Tensor:
+    """``F.conv2d(xp, filt, stride=2, groups=C)`` as a weighted sum of strided slices of ``xp``.
+
+    cuDNN runs CUT's depthwise blur convolutions with slow generic kernels (their input gradient,
+    ``dgrad2d_c1_k1_nhwc``, was the second-largest kernel of a compiled CUT iteration at batch 8);
+    as k² multiply-adds of slices, forward and backward are pointwise work that Inductor fuses.
+
+    Args:
+        xp: (B, C, Hp, Wp), already padded.
+        filt: (C, 1, k, k) depthwise kernel (BlurDownsample's buffer).
+
+    Returns:
+        (B, C, (Hp - k) // 2 + 1, (Wp - k) // 2 + 1) in ``xp``'s dtype and layout.
+    """
+    c, k = xp.shape[1], filt.shape[-1]
+    ho, wo = (xp.shape[2] - k) // 2 + 1, (xp.shape[3] - k) // 2 + 1
+    w = filt.to(xp.dtype)[:, 0]
+    out: Tensor | None = None
+    for a in range(k):
+        for b in range(k):
+            term = xp[:, :, a:a + 2 * ho - 1:2, b:b + 2 * wo - 1:2] * w[:, a, b].view(1, c, 1, 1)
+            out = term if out is None else out + term
+    assert out is not None
+    return out
+
+
+#: Transposed convolution, stride 2, padding 2, 4 taps, cropped by 1 (BlurUpsample): output
+#: phase r of an axis takes, per (offset into the padded input, tap of the kernel) pair, these.
+_UP_PHASES = {0: ((0, 3), (1, 1)), 1: ((1, 2), (2, 0))}
+
+
+def blur_upsample_taps(xp: Tensor, filt: Tensor) -> Tensor:
+    """BlurUpsample's ``F.conv_transpose2d(xp, filt, stride=2, padding=2, groups=C)[..., 1:-1, 1:-1]``
+    as its four output phases: output pixel (2j + r, 2i + s) is the sum over the phase's four
+    (offset, tap) pairs per axis of ``filt[:, 0, tap_h, tap_w] * xp[:, :, j + off_h, i + off_w]``.
+
+    Args:
+        xp: (B, C, H + 2, W + 2), the input padded by 1 (BlurUpsample pads by replication).
+        filt: (C, 1, 4, 4) depthwise kernel (BlurUpsample's buffer).
+
+    Returns:
+        (B, C, 2H, 2W) in ``xp``'s dtype.
+    """
+    c, n, m = xp.shape[1], xp.shape[2] - 2, xp.shape[3] - 2
+    w = filt.to(xp.dtype)[:, 0]
+    rows: list[Tensor] = []
+    for rh in (0, 1):
+        cols: list[Tensor] = []
+        for rw in (0, 1):
+            acc: Tensor | None = None
+            for dh, ah in _UP_PHASES[rh]:
+                for dw, aw in _UP_PHASES[rw]:
+                    term = xp[:, :, dh:dh + n, dw:dw + m] * w[:, ah, aw].view(1, c, 1, 1)
+                    acc = term if acc is None else acc + term
+            assert acc is not None
+            cols.append(acc)
+        rows.append(torch.stack(cols, dim=-1).flatten(-2))  # (B, C, H, 2W): columns interleaved
+    return torch.stack(rows, dim=3).flatten(2, 3)  # (B, C, H, 2, 2W) -> (B, C, 2H, 2W)
 
 
 def _is_channels_last(x: Tensor) -> bool:

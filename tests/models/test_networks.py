@@ -9,12 +9,16 @@ import torch
 
 from models.complexity import count_macs, count_parameters
 from models.networks import (
+    BlurDownsample,
+    BlurUpsample,
     InstanceNorm2d,
     NLayerDiscriminator,
     PatchSampleF,
     ReflectionPad2d,
     ReplicationPad2d,
     ResnetGenerator,
+    blur_downsample_taps,
+    blur_upsample_taps,
     define_generator,
     edge_generator_kwargs,
     init_weights,
@@ -552,6 +556,11 @@ def test_layers_take_the_layout_keeping_path_under_compile() -> None:
         torch.compile(net, backend=spy, dynamic=False)(torch.randn(2, 4, 8, 8).contiguous(memory_format=fmt))
         text = " ".join(targets)
         assert ("instance_norm" in text or "pad" in text) is not expect_ours, text
+        targets.clear()
+        blurs = torch.nn.Sequential(BlurDownsample(4), BlurUpsample(4))
+        torch.compile(blurs, backend=spy, dynamic=False)(torch.randn(2, 4, 8, 8).contiguous(memory_format=fmt))
+        text = " ".join(targets)
+        assert ("conv" in text) is not expect_ours, text
 
 
 def test_layers_take_torchs_path_in_eager_mode() -> None:
@@ -571,6 +580,30 @@ def test_channels_last_layers_pass_gradcheck(batch) -> None:
     assert torch.autograd.gradcheck(instance_norm_channels_last, (x,))
     for mode in ("reflect", "replicate"):
         assert torch.autograd.gradcheck(lambda t, m=mode: pad_channels_last(t, (2, 1, 1, 3), m), (x,))
+
+
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (2, 3)])
+def test_blur_taps_equal_the_depthwise_convolutions(size) -> None:
+    """CUT's blurs written as slices equal the (transposed) depthwise convolutions, for any
+    kernel in the buffer, any size, and in channels_last they stay channels_last; gradcheck too."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, *size).contiguous(memory_format=CL)
+    down, up = BlurDownsample(4), BlurUpsample(4)
+    for blur in (down, up):
+        blur.filt = blur.filt + 0.1 * torch.randn_like(blur.filt)  # not only the binomial taps
+    xp, xq = down.pad(x), up.pad(x)
+    ref_d = F.conv2d(xp, down.filt, stride=2, groups=4)
+    ref_u = F.conv_transpose2d(xq, up.filt, stride=2, padding=2, groups=4)[:, :, 1:-1, 1:-1]
+    got_d, got_u = blur_downsample_taps(xp, down.filt), blur_upsample_taps(xq, up.filt)
+    assert got_d.shape == ref_d.shape and torch.allclose(got_d, ref_d, atol=1e-5)
+    assert got_u.shape == ref_u.shape and torch.allclose(got_u, ref_u, atol=1e-5)
+    assert _is_cl(got_d) or got_d.shape[-1] * got_d.shape[-2] == 1
+    xd = torch.randn(1, 2, *size, dtype=torch.double, requires_grad=True)
+    fd, fu = down.filt[:2].double(), up.filt[:2].double()
+    assert torch.autograd.gradcheck(lambda t: blur_downsample_taps(F.pad(t, (1, 1, 1, 1), mode="reflect"), fd), (xd,))
+    assert torch.autograd.gradcheck(lambda t: blur_upsample_taps(F.pad(t, (1, 1, 1, 1), mode="replicate"), fu), (xd,))
 
 
 def test_pad_channels_last_errors() -> None:
@@ -639,3 +672,13 @@ def test_channels_last_layers_on_cuda_bf16() -> None:
         assert _is_cl(y)
         assert (y.float() - y0.float()).abs().max() <= 0.05
         assert (gx - gx0).abs().max() <= 0.05 * gx0.abs().max()
+    import torch.nn.functional as F
+
+    down, up = BlurDownsample(64).cuda(), BlurUpsample(64).cuda()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        xb = x.detach().bfloat16()
+        got = [blur_downsample_taps(down.pad(xb), down.filt), blur_upsample_taps(up.pad(xb), up.filt)]
+        ref = [F.conv2d(down.pad(xb), down.filt, stride=2, groups=64),
+               F.conv_transpose2d(up.pad(xb), up.filt, stride=2, padding=2, groups=64)[:, :, 1:-1, 1:-1]]
+    for a, b in zip(got, ref, strict=True):
+        assert a.shape == b.shape and (a.float() - b.float()).abs().max() <= 0.05
