@@ -19,6 +19,7 @@ from torch import nn
 
 from models.augment import diff_augment, draw_diffaug_params, parse_diffaug
 from models.checkpointing import load_lightning_generator
+from models.losses import discriminate_with_r1
 from models.networks import build_discriminator, build_generator, resolve_target
 from translate.torch_policy import TorchPolicy, load_torch_policy
 
@@ -410,6 +411,7 @@ class TranslatorModule(L.LightningModule):
         teacher_generator: nn.Module | None = None,
         diffaug: str | Sequence[str] | None = None,
         stall_extension: Mapping[str, Any] | None = None,
+        r1_gamma: float = 0.0,
     ) -> None:
         super().__init__()
         self.lr = lr
@@ -460,6 +462,9 @@ class TranslatorModule(L.LightningModule):
         # DiffAugment on every discriminator input; its own stream, so off leaves every other draw
         self.diffaug_ops = parse_diffaug(diffaug)
         self.diffaug_gen = torch.Generator().manual_seed(torch.initial_seed() + 5)
+        if not (math.isfinite(float(r1_gamma)) and float(r1_gamma) >= 0.0):
+            raise ValueError(f"model.r1_gamma must be a finite number >= 0 (0 = off), got {r1_gamma}")
+        self.r1_gamma = float(r1_gamma)
         self._val_outputs: list[dict[str, torch.Tensor]] = []
         self._val_baseline: dict[str, float] | None = None
         self._val_sim_actions: Any = None
@@ -643,6 +648,15 @@ class TranslatorModule(L.LightningModule):
         params = draw_diffaug_params(self.discriminator_calls(), int(real.shape[0]), int(real.shape[-2]),
                                      int(real.shape[-1]), self.diffaug_gen, live)
         ctx["diffaug"] = params.to(real.device, non_blocking=True)
+
+    def discriminate_real(self, disc: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Discriminator ``disc`` on its real input ``x`` (N, 3, H, W): ``(D(x), R1 penalty)``,
+        the penalty (:func:`models.losses.discriminate_with_r1`, from the same D pass) only when
+        ``model.r1_gamma`` > 0, else None. A model adds ``model.r1_gamma / 2`` × the penalty to
+        that discriminator's loss."""
+        if self.r1_gamma <= 0:
+            return disc(x), None
+        return discriminate_with_r1(disc, x)
 
     def d_input(self, x: torch.Tensor, aug: torch.Tensor | None, call: int) -> torch.Tensor:
         """A discriminator's input: ``x`` (N, 3, H, W), augmented with call ``call``'s parameters

@@ -1,4 +1,4 @@
-"""GAN objectives (LSGAN, vanilla, non-saturating), CUT's PatchNCE loss and a shift-consistency (temporal) loss."""
+"""GAN objectives (LSGAN, vanilla, non-saturating), the R1 penalty, CUT's PatchNCE loss and a shift-consistency (temporal) loss."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GAN_MODES", "GANLoss", "PatchNCELoss", "shift_consistency_loss"]
+__all__ = ["GAN_MODES", "GANLoss", "PatchNCELoss", "discriminate_with_r1", "shift_consistency_loss"]
 
 GAN_MODES = ("lsgan", "vanilla", "nonsaturating")
 
@@ -141,6 +141,29 @@ class PatchNCELoss(nn.Module):
         logits = torch.cat([l_pos, l_neg], dim=1) / self.nce_T
         target = torch.zeros(n, dtype=torch.long, device=q.device)
         return F.cross_entropy(logits, target, reduction="none")
+
+
+def discriminate_with_r1(disc: nn.Module, real: Tensor) -> tuple[Tensor, Tensor]:
+    """A discriminator's output on real images and the R1 penalty (Mescheder et al. 2018):
+    the squared norm of the gradient of D's per-image score with respect to its input, averaged
+    over the batch. A PatchGAN's score of an image is the mean of its patch outputs (as the GAN
+    losses average them), so the penalty does not grow with the number of patches. The gradient
+    is taken with ``create_graph``, so the penalty trains D.
+
+    One D pass serves both: its output goes into the usual real-image loss and its input gradient
+    into the penalty, so a model's discriminator loss adds ``gamma / 2 * penalty``.
+
+    Args:
+        disc: the discriminator.
+        real: (N, 3, H, W) real images of D's domain (the input is detached first).
+
+    Returns:
+        ``(D(real), penalty)``: D's output (N, ...) and the scalar penalty (float32).
+    """
+    x = real.detach().requires_grad_(True)
+    out = disc(x)
+    (grad,) = torch.autograd.grad(out.float().flatten(1).mean(1).sum(), x, create_graph=True)
+    return out, grad.float().pow(2).flatten(1).sum(1).mean()
 
 
 def shift_consistency_loss(

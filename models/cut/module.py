@@ -311,9 +311,14 @@ class CUTModule(TranslatorModule):
         """LSGAN discriminator loss on a detached fake; ``loss_D`` = mean of real and fake terms.
         ``aug``: ``ctx["diffaug"]`` (DiffAugment on the discriminator's inputs), or None."""
         loss_D_fake = self.criterionGAN(self.netD(self.d_input(fake_B.detach(), aug, 2)), False).mean()
-        loss_D_real = self.criterionGAN(self.netD(self.d_input(real_B, aug, 1)), True).mean()
-        return {"loss_D_real": loss_D_real, "loss_D_fake": loss_D_fake,
-                "loss_D": (loss_D_fake + loss_D_real) * 0.5}
+        out_real, r1 = self.discriminate_real(self.netD, self.d_input(real_B, aug, 1))
+        loss_D_real = self.criterionGAN(out_real, True).mean()
+        losses = {"loss_D_real": loss_D_real, "loss_D_fake": loss_D_fake,
+                  "loss_D": (loss_D_fake + loss_D_real) * 0.5}
+        if r1 is not None:  # model.r1_gamma > 0
+            losses["loss_D_r1"] = r1
+            losses["loss_D"] = losses["loss_D"] + 0.5 * self.r1_gamma * r1
+        return losses
 
     def generator_losses(
         self,

@@ -233,11 +233,18 @@ class CycleGANModule(TranslatorModule):
         """LSGAN discriminator losses on (pooled, detached) fakes; ``loss_D`` is their sum.
         ``aug``: ``ctx["diffaug"]`` (DiffAugment on the discriminators' inputs), or None."""
         d = self.d_input
-        loss_D_A = 0.5 * (self.criterionGAN(self.netD_A(d(real_B, aug, 2)), True)
-                          + self.criterionGAN(self.netD_A(d(fake_B.detach(), aug, 3)), False))
-        loss_D_B = 0.5 * (self.criterionGAN(self.netD_B(d(real_A, aug, 4)), True)
-                          + self.criterionGAN(self.netD_B(d(fake_A.detach(), aug, 5)), False))
-        return {"loss_D_A": loss_D_A, "loss_D_B": loss_D_B, "loss_D": loss_D_A + loss_D_B}
+        losses: dict[str, torch.Tensor] = {}
+        for name, disc, real, fake, calls in (("A", self.netD_A, real_B, fake_B, (2, 3)),
+                                              ("B", self.netD_B, real_A, fake_A, (4, 5))):
+            out_real, r1 = self.discriminate_real(disc, d(real, aug, calls[0]))
+            loss = 0.5 * (self.criterionGAN(out_real, True)
+                          + self.criterionGAN(disc(d(fake.detach(), aug, calls[1])), False))
+            if r1 is not None:  # model.r1_gamma > 0
+                losses[f"loss_D_{name}_r1"] = r1
+                loss = loss + 0.5 * self.r1_gamma * r1
+            losses[f"loss_D_{name}"] = loss
+        losses["loss_D"] = losses["loss_D_A"] + losses["loss_D_B"]
+        return losses
 
     # -- the iteration as phases (every executor runs these; see models.base.Phase) ------------
     def trainable_nets(self) -> list[nn.Module]:

@@ -175,3 +175,63 @@ def test_zero_temporal_weight_is_exactly_the_plain_loss(kind: str) -> None:
     assert "loss_temporal" not in plain_losses and "loss_temporal" in losses
     assert torch.equal(plain_losses["loss_G"], losses["loss_G"])
     torch.testing.assert_close(total - losses["loss_temporal"], plain)
+
+
+# --- R1 penalty (model.r1_gamma) ------------------------------------------------------------
+
+
+def test_r1_penalty_is_the_squared_input_gradient_and_trains_the_discriminator() -> None:
+    from models.losses import discriminate_with_r1
+    from models.networks import NLayerDiscriminator
+
+    torch.manual_seed(0)
+    d = NLayerDiscriminator(ndf=4, n_layers=2)
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    out, pen = discriminate_with_r1(d, x)
+    torch.testing.assert_close(out, d(x))
+    xr = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(xr).flatten(1).mean(1).sum(), xr)  # per-image score: the patch mean
+    torch.testing.assert_close(pen, grad.pow(2).flatten(1).sum(1).mean())
+    pen.backward()  # create_graph: the penalty has a gradient for D's weights
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in d.parameters())
+    assert not x.requires_grad
+
+
+def _r1_module(kind: str, gamma: float):
+    from models.cut.module import CUTModule
+    from models.cyclegan.module import CycleGANModule
+
+    torch.manual_seed(0)
+    tiny = {"generator": {"ngf": 4, "n_blocks": 1}, "discriminator": {"ndf": 4}}
+    if kind == "cyclegan":
+        return CycleGANModule(**tiny, r1_gamma=gamma)
+    return CUTModule(**tiny, num_patches=8, r1_gamma=gamma)
+
+
+def _discriminator_losses(m, kind: str) -> dict:
+    g = torch.Generator().manual_seed(1)
+    real, sim = (torch.rand(2, 3, 32, 32, generator=g) * 2 - 1 for _ in range(2))
+    fake_B, fake_A = (torch.rand(2, 3, 32, 32, generator=g) * 2 - 1 for _ in range(2))
+    if kind == "cyclegan":
+        return m.discriminator_losses(real, sim, fake_A, fake_B)
+    return m.discriminator_losses(sim, fake_B)
+
+
+@pytest.mark.parametrize("kind", ["cyclegan", "cut"])
+def test_r1_adds_gamma_half_the_penalty_and_zero_is_the_plain_loss(kind: str) -> None:
+    plain = _discriminator_losses(_r1_module(kind, 0.0), kind)
+    m = _r1_module(kind, 4.0)
+    with_r1 = _discriminator_losses(m, kind)
+    names = ["loss_D_A_r1", "loss_D_B_r1"] if kind == "cyclegan" else ["loss_D_r1"]
+    assert not any(n in plain for n in names) and all(n in with_r1 for n in names)
+    assert all(with_r1[n].item() > 0 for n in names)
+    torch.testing.assert_close(with_r1["loss_D"], plain["loss_D"] + 2.0 * sum(with_r1[n] for n in names))
+    with_r1["loss_D"].backward()  # the real inputs were detached: only the discriminators learn
+    gens = [m.netG_A, m.netG_B] if kind == "cyclegan" else [m.netG]
+    assert all(p.grad is None for g in gens for p in g.parameters())
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_r1_gamma_must_be_finite_and_non_negative(bad: float) -> None:
+    with pytest.raises(ValueError, match="model.r1_gamma must be a finite number >= 0"):
+        _r1_module("cyclegan", bad)
