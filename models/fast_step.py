@@ -169,8 +169,13 @@ class FastExecutor:
         """Prepare ``module`` for fast iterations (called from its ``on_train_start``).
 
         Raises:
-            ValueError: under DDP without an initialised ``torch.distributed`` process group.
+            ValueError: under DDP without an initialised ``torch.distributed`` process group, or
+                with ``step.compile`` and ``model.r1_gamma`` > 0 (the R1 penalty's double backward).
         """
+        if self.cfg.compile and float(getattr(module, "r1_gamma", 0.0)) > 0:
+            raise ValueError("step.compile=true cannot train with model.r1_gamma > 0: torch.compile does "
+                             "not support the double backward of the R1 penalty; set step.compile=false "
+                             "or model.r1_gamma=0")
         trainer = module.trainer
         self.world_size = int(getattr(trainer, "world_size", 1) or 1)
         if self.world_size > 1 and not (torch.distributed.is_available() and torch.distributed.is_initialized()):

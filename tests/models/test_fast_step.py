@@ -167,6 +167,10 @@ def test_step_config_errors_name_the_key() -> None:
         StepConfig.from_mapping({"name": "turbo"})
     assert build_executor({"name": "eager"}) is None
     assert isinstance(build_executor({"name": "fast"}), FastExecutor)
+    compiled = build_executor({"name": "fast", "compile": True})
+    assert compiled is not None
+    with pytest.raises(ValueError, match=r"step\.compile=true cannot train with model\.r1_gamma > 0"):
+        compiled.setup(CycleGANModule(generator=G, discriminator=D, r1_gamma=1.0))
 
 
 def test_train_config_step_fast_trains_through_train(compose_cfg: Any, tiny_unpaired: Path, tmp_path: Path) -> None:
