@@ -356,7 +356,22 @@ def pad_channels_last(x: Tensor, pad: Sequence[int], mode: str) -> Tensor:
     return x
 
 
-class ReflectionPad2d(nn.ReflectionPad2d):
+class _ChannelsLastPad(nn.Module):
+    """The forward of :class:`ReflectionPad2d` / :class:`ReplicationPad2d`: under ``torch.compile``
+    a channels_last input goes through :func:`pad_channels_last`, anything else through torch's
+    own pad layer (the next class in the MRO)."""
+
+    mode: str
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Pad ``x`` (B, C, H, W) -> (B, C, H + top + bottom, W + left + right)."""
+        if not _keeps_channels_last(x):
+            return super().forward(x)  # type: ignore[no-any-return]
+        padding: Sequence[int] = getattr(self, "padding")  # noqa: B009  (torch's pad layer holds it)
+        return pad_channels_last(x, padding, self.mode)
+
+
+class ReflectionPad2d(_ChannelsLastPad, nn.ReflectionPad2d):
     """``nn.ReflectionPad2d`` that, under ``torch.compile``, keeps a channels_last input channels_last
     (:func:`pad_channels_last`); eager runs, other inputs and export take torch's own path.
 
@@ -366,14 +381,10 @@ class ReflectionPad2d(nn.ReflectionPad2d):
           channels_last out.
     """
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Pad ``x`` (B, C, H, W) by reflection."""
-        if not _keeps_channels_last(x):
-            return super().forward(x)
-        return pad_channels_last(x, self.padding, "reflect")
+    mode = "reflect"
 
 
-class ReplicationPad2d(nn.ReplicationPad2d):
+class ReplicationPad2d(_ChannelsLastPad, nn.ReplicationPad2d):
     """``nn.ReplicationPad2d`` that, under ``torch.compile``, keeps a channels_last input channels_last
     (:func:`pad_channels_last`); eager runs, other inputs and export take torch's own path.
 
@@ -383,11 +394,7 @@ class ReplicationPad2d(nn.ReplicationPad2d):
           channels_last out.
     """
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Pad ``x`` (B, C, H, W) by repeating its edge pixels."""
-        if not _keeps_channels_last(x):
-            return super().forward(x)
-        return pad_channels_last(x, self.padding, "replicate")
+    mode = "replicate"
 
 
 def _instance_norm(channels: int) -> nn.InstanceNorm2d:

@@ -133,15 +133,20 @@ def test_shift_consistency_is_zero_for_a_shift_equivariant_generator() -> None:
         shift_consistency_loss(g, x[..., :16, :16], g(x[..., :16, :16]))
 
 
-def _temporal_module(kind: str, weight: float):
+def _tiny_module(kind: str, **kwargs):
+    """A tiny CycleGAN or CUT module with ``kwargs`` (seeded)."""
     from models.cut.module import CUTModule
     from models.cyclegan.module import CycleGANModule
 
     torch.manual_seed(0)
     tiny = {"generator": {"ngf": 4, "n_blocks": 1}, "discriminator": {"ndf": 4}}
     if kind == "cyclegan":
-        return CycleGANModule(**tiny, lambda_temporal=weight)
-    return CUTModule(**tiny, num_patches=8, lambda_temporal=weight)
+        return CycleGANModule(**tiny, **kwargs)
+    return CUTModule(**tiny, num_patches=8, **kwargs)
+
+
+def _temporal_module(kind: str, weight: float):
+    return _tiny_module(kind, lambda_temporal=weight)
 
 
 def _generator_step(m, kind: str) -> tuple[dict, torch.Tensor]:
@@ -198,14 +203,7 @@ def test_r1_penalty_is_the_squared_input_gradient_and_trains_the_discriminator()
 
 
 def _r1_module(kind: str, gamma: float):
-    from models.cut.module import CUTModule
-    from models.cyclegan.module import CycleGANModule
-
-    torch.manual_seed(0)
-    tiny = {"generator": {"ngf": 4, "n_blocks": 1}, "discriminator": {"ndf": 4}}
-    if kind == "cyclegan":
-        return CycleGANModule(**tiny, r1_gamma=gamma)
-    return CUTModule(**tiny, num_patches=8, r1_gamma=gamma)
+    return _tiny_module(kind, r1_gamma=gamma)
 
 
 def _discriminator_losses(m, kind: str) -> dict:
