@@ -172,7 +172,7 @@ class FastExecutor:
             ValueError: under DDP without an initialised ``torch.distributed`` process group, or
                 with ``step.compile`` and ``model.r1_gamma`` > 0 (the R1 penalty's double backward).
         """
-        if self.cfg.compile and float(getattr(module, "r1_gamma", 0.0)) > 0:
+        if self.cfg.compile and module.r1_gamma > 0:
             raise ValueError("step.compile=true cannot train with model.r1_gamma > 0: torch.compile does "
                              "not support the double backward of the R1 penalty; set step.compile=false "
                              "or model.r1_gamma=0")
