@@ -343,6 +343,18 @@ class TranslationDataModule(L.LightningDataModule):
             if self.val_size is not None and self.val_size < len(self.val_set):
                 self.val_set = torch.utils.data.Subset(self.val_set, range(self.val_size))  # type: ignore[assignment]
 
+    def colour_means(self) -> dict[str, torch.Tensor]:
+        """Per-channel means of the real and of the sim training frames
+        (:meth:`datasets.unpaired.UnpairedImageDataset.channel_means`), for ``model.colour_match``.
+
+        Returns:
+            ``{"real": (3,), "sim": (3,)}`` in [-1, 1].
+        """
+        if self.train_set is None:
+            self.setup("fit")
+        assert self.train_set is not None
+        return {d: self.train_set.channel_means(d) for d in ("real", "sim")}
+
     def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
         assert self.train_set is not None, "call setup('fit') first"
         dataset: Dataset[dict[str, torch.Tensor]] = self.train_set

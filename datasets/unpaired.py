@@ -163,6 +163,29 @@ class UnpairedImageDataset(Dataset[dict[str, torch.Tensor]]):
             return img
         raise ImageDecodeError(paths[0].parent, f"no decodable {domain} images")
 
+    def channel_means(self, domain: Literal["real", "sim"], max_frames: int = 256) -> torch.Tensor:
+        """Per-channel mean of one domain's frames as the translator sees them before
+        augmentation (decoded, lens-corrected for real, in [-1, 1]).
+
+        Deterministic: up to ``max_frames`` frames evenly spaced over the folder, every pixel.
+
+        Args:
+            domain: ``"real"`` or ``"sim"``.
+            max_frames: the most frames read.
+
+        Returns:
+            (3,) float64 tensor.
+        """
+        paths = self.real_paths if domain == "real" else self.sim_paths
+        n = min(len(paths), max(1, int(max_frames)))
+        total = np.zeros(3, np.float64)
+        count = 0
+        for index in np.linspace(0, len(paths) - 1, n).round().astype(int):
+            x = self._get(domain, int(index)).reshape(-1, 3).astype(np.float64)
+            total += x.sum(axis=0)
+            count += x.shape[0]
+        return torch.from_numpy(total / count / 127.5 - 1.0)
+
     def _augment(self, image: np.ndarray, domain: str, index: int) -> np.ndarray:
         """The transform on one frame; a crop larger than the frame names the file and the keys."""
         assert self.transform is not None

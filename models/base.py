@@ -20,7 +20,7 @@ from torch import nn
 from models.augment import diff_augment, draw_diffaug_params, parse_diffaug
 from models.checkpointing import load_lightning_generator
 from models.losses import discriminate_with_r1
-from models.networks import build_discriminator, build_generator, resolve_target
+from models.networks import ChannelGain, build_discriminator, build_generator, resolve_target
 from translate.torch_policy import TorchPolicy, load_torch_policy
 
 log = logging.getLogger(__name__)
@@ -412,6 +412,7 @@ class TranslatorModule(L.LightningModule):
         diffaug: str | Sequence[str] | None = None,
         stall_extension: Mapping[str, Any] | None = None,
         r1_gamma: float = 0.0,
+        colour_match: bool = False,
     ) -> None:
         super().__init__()
         self.lr = lr
@@ -465,6 +466,7 @@ class TranslatorModule(L.LightningModule):
         if not (math.isfinite(float(r1_gamma)) and float(r1_gamma) >= 0.0):
             raise ValueError(f"model.r1_gamma must be a finite number >= 0 (0 = off), got {r1_gamma}")
         self.r1_gamma = float(r1_gamma)
+        self.colour_match = bool(colour_match)
         self._val_outputs: list[dict[str, torch.Tensor]] = []
         self._val_baseline: dict[str, float] | None = None
         self._val_sim_actions: Any = None
@@ -625,6 +627,50 @@ class TranslatorModule(L.LightningModule):
                 f"trainer.precision={precision!r} is not supported by the GAN modules (their "
                 "secondary optimisers step without a grad scaler); use 'bf16-mixed' or '32-true'"
             )
+        self.fit_colour_match(getattr(self.trainer, "datamodule", None))
+
+    def real_generator_spec(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """The real→sim generator's config: ``spec`` with ``colour_match`` (a white-balance gain
+        layer first, :class:`models.networks.ChannelGain`) set when
+        ``model.colour_match`` is on (the sim→real generator of CycleGAN keeps ``spec`` as is).
+
+        Raises:
+            ValueError: ``model.colour_match`` with a ``_target_`` generator (only the project's
+                ResNet generator has the colour layer).
+        """
+        if not self.colour_match:
+            return dict(spec)
+        if "_target_" in spec:
+            raise ValueError(f"model.colour_match=true needs the project's ResNet generator, but "
+                             f"model.generator._target_={spec['_target_']!r}; set model.colour_match=false")
+        return {**spec, "colour_match": True}
+
+    def fit_colour_match(self, datamodule: Any) -> None:
+        """Fit every :class:`models.networks.ChannelGain` of this module (the real→sim generator's
+        and its weight average's) from ``datamodule.colour_means()``: the gain that takes the real
+        training frames' per-channel mean to the sim frames'. Once: a layer already fitted (a
+        resumed run's checkpoint) is left as it is.
+
+        Raises:
+            ValueError: colour layers to fit but no data module with ``colour_means()``.
+        """
+        layers = [m for m in self.modules() if isinstance(m, ChannelGain) and not bool(m.fitted)]
+        if not layers:
+            return
+        means_of = getattr(datamodule, "colour_means", None)
+        if means_of is None:
+            raise ValueError("model.colour_match=true needs the training data module "
+                             "(datasets.datamodule.TranslationDataModule) to measure the frames' colours")
+        means = means_of()
+        real, sim = means["real"], means["sim"]
+        for m in layers:
+            m.fit(real, sim)
+
+        def fmt(t: Any) -> str:
+            return "/".join(f"{float(v):.3f}" for v in t)
+
+        log.info("colour match: real → sim gain per channel (RGB) %s (channel means in [-1, 1]: real %s, "
+                 "sim %s)", fmt(layers[0].gain), fmt(real), fmt(sim))
 
     @staticmethod
     def set_requires_grad(nets: Iterable[nn.Module | None], flag: bool) -> None:

@@ -16,6 +16,7 @@ __all__ = [
     "GENERATOR_DEFAULTS",
     "BlurDownsample",
     "BlurUpsample",
+    "ChannelGain",
     "InstanceNorm2d",
     "NLayerDiscriminator",
     "PatchSampleF",
@@ -497,6 +498,57 @@ def _is_exporting() -> bool:
     )
 
 
+class ChannelGain(nn.Module):
+    """A fixed per-channel gain on the [0, 1] intensities: a white balance (von Kries) fitted to the sim look.
+
+    The real→sim generator's optional first layer (``colour_match``). :meth:`fit` sets it once,
+    before training, so that the real training frames' mean of each channel equals the sim
+    training frames': ``gain_c = mean_sim_c / mean_real_c`` on intensities in [0, 1] (grey-world
+    white balance with the sim frames as the reference). A camera's white balance, colour cast of
+    the light and exposure are per-channel gains of the frame (the von Kries model), so the layer
+    undoes them exactly up to clipping, whatever their size, and leaves contrast, texture and the
+    objects' relative colours to the network. It is not trained; its buffer travels in checkpoints
+    and in the ONNX export (an Add and a Mul), so the robot applies the same gain. Identity until
+    fitted.
+
+    Args:
+        channels: the input's channels.
+
+    Shape:
+        - Input: (N, C, H, W) in [-1, 1].
+        - Output: the same shape and memory format, ``(x + 1) · gain − 1`` (above 1 where a gain
+          > 1 meets a bright pixel).
+    """
+
+    gain: Tensor
+    fitted: Tensor
+
+    def __init__(self, channels: int = 3) -> None:
+        super().__init__()
+        self.register_buffer("gain", torch.ones(channels))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def fit(self, src_mean: Tensor, dst_mean: Tensor, max_gain: float = 4.0) -> None:
+        """Set ``gain = (dst_mean + 1) / (src_mean + 1)``, clamped to [1 / ``max_gain``, ``max_gain``].
+
+        Args:
+            src_mean, dst_mean: (C,) per-channel means of frames in [-1, 1] (real, sim).
+            max_gain: the largest gain (and the inverse of the smallest) allowed.
+        """
+        src, dst = (torch.as_tensor(t, dtype=torch.float32).reshape(-1) for t in (src_mean, dst_mean))
+        if src.numel() != self.gain.numel() or dst.numel() != self.gain.numel() or not bool(
+                torch.isfinite(src).all() and torch.isfinite(dst).all()):
+            raise ValueError(f"ChannelGain.fit needs {self.gain.numel()} finite means each, got "
+                             f"{src.tolist()} and {dst.tolist()}")
+        self.gain.copy_(((dst + 1.0) / (src + 1.0).clamp_min(1e-6)).clamp(1.0 / max_gain, max_gain))
+        self.fitted.fill_(True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the gain: (N, C, H, W) → (N, C, H, W)."""
+        return (x + 1.0) * self.gain.view(1, -1, 1, 1).to(x.dtype) - 1.0
+
+
 class ResnetGenerator(nn.Module):
     """ResNet translator generator of CycleGAN and CUT (and the edge variant), official layout.
 
@@ -532,6 +584,9 @@ class ResnetGenerator(nn.Module):
         residual: predict a change of the input, ``tanh(atanh(x) + net(x))``, instead of the
             image itself: with the small initial weights the translator starts as the identity,
             so content (a small red toy) survives from the first step while the style is learnt.
+        colour_match: a fixed :class:`ChannelGain` first (``self.colour``, fitted before
+            training from the real and sim frames' channel means); everything after it,
+            the residual's input included, sees the matched frame.
 
     Shape:
         - Input: (B, input_nc, H, W), values in [-1, 1].
@@ -558,6 +613,7 @@ class ResnetGenerator(nn.Module):
         separable: bool = False,
         space_to_depth: int = 1,
         residual: bool = False,
+        colour_match: bool = False,
     ) -> None:
         super().__init__()
         if space_to_depth < 1:
@@ -574,6 +630,8 @@ class ResnetGenerator(nn.Module):
         self.space_to_depth = space_to_depth
         self.separable = separable
         self.residual = residual
+        # not in self.model, so official state_dicts still load with strict=True when it is off
+        self.colour = ChannelGain(input_nc) if colour_match else None
         s2 = space_to_depth**2
 
         layers: list[nn.Module] = []
@@ -683,6 +741,7 @@ class ResnetGenerator(nn.Module):
         """
         if layers is None or len(layers) == 0:
             self._check_input(x)
+            x = self._match(x)
             return self._finish(x, self.model(x))
         if encode_only:
             return self.encode(x, layers)
@@ -702,6 +761,7 @@ class ResnetGenerator(nn.Module):
         """
         layers = self._check_layers(layers)
         self._check_input(x)
+        x = self._match(x)
         wanted = set(layers)
         feats: list[Tensor] = []
         for i, layer in enumerate(self.model):
@@ -731,6 +791,7 @@ class ResnetGenerator(nn.Module):
         """
         layers = self._check_layers(layers)
         self._check_input(x)
+        x = self._match(x)
         wanted = set(layers)
         feats: list[Tensor] = []
         x_in = x
@@ -740,6 +801,9 @@ class ResnetGenerator(nn.Module):
                 nxt = self.model[i + 1] if i + 1 < len(self.model) else None
                 feats.append(x.clone() if i == layers[-1] and getattr(nxt, "inplace", False) else x)
         return self._finish(x_in, x), feats
+
+    def _match(self, x: Tensor) -> Tensor:
+        return x if self.colour is None else self.colour(x)
 
     def _finish(self, x_in: Tensor, out: Tensor) -> Tensor:
         if not self.residual:
@@ -1083,6 +1147,7 @@ def build_generator(
     separable: bool = False,
     space_to_depth: int = 1,
     residual: bool = False,
+    colour_match: bool = False,
     init_type: str = "normal",
     init_gain: float = 0.02,
     input_nc: int = 3,
@@ -1098,6 +1163,7 @@ def build_generator(
         separable: depthwise-separable residual blocks (the edge preset).
         space_to_depth: run at 1/s resolution (PixelUnshuffle in, PixelShuffle out).
         residual: predict ``tanh(atanh(x) + net(x))``, starting as the identity.
+        colour_match: a fixed per-channel white-balance gain first (:class:`ChannelGain`).
         init_type, init_gain: weight init (``normal`` for CycleGAN, ``xavier`` for CUT).
 
     Returns:
@@ -1108,7 +1174,7 @@ def build_generator(
         use_dropout=use_dropout, antialias=antialias, antialias_up=antialias_up,
     )
     net = ResnetGenerator(**kwargs, separable=separable, space_to_depth=space_to_depth,
-                          residual=residual)
+                          residual=residual, colour_match=colour_match)
     init_weights(net, init_type=init_type, init_gain=init_gain)
     return net
 

@@ -88,6 +88,7 @@ class CUTModule(TranslatorModule):
         self.name = name
         g = network_spec(generator, GENERATOR_DEFAULTS["cut"], build_generator)
         d = network_spec(discriminator, DISCRIMINATOR_DEFAULTS["cut"], build_discriminator)
+        g = self.real_generator_spec(g)
         self.remember_generator(g, "netG.")
         self.netG = build_network(g, build_generator, "model.generator")
         self.netD = build_network(d, build_discriminator, "model.discriminator")

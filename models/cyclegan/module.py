@@ -95,8 +95,9 @@ class CycleGANModule(TranslatorModule):
         self.name = name
         g = network_spec(generator, GENERATOR_DEFAULTS["cyclegan"], build_generator)
         d = network_spec(discriminator, DISCRIMINATOR_DEFAULTS["cyclegan"], build_discriminator)
-        self.remember_generator(g, "netG_A.")
-        self.netG_A = build_network(g, build_generator, "model.generator")
+        g_a = self.real_generator_spec(g)
+        self.remember_generator(g_a, "netG_A.")
+        self.netG_A = build_network(g_a, build_generator, "model.generator")
         self.netG_B = build_network(g, build_generator, "model.generator")
         self.netD_A = build_network(d, build_discriminator, "model.discriminator")
         self.netD_B = build_network(d, build_discriminator, "model.discriminator")

@@ -104,3 +104,49 @@ def test_a_custom_generator_class_round_trips_through_a_checkpoint(tmp_path: Pat
     torch.save(ckpt, tmp_path / "bad.ckpt")
     with pytest.raises(ValueError, match="is not a torch.nn.Module class"):
         load_lightning_generator(tmp_path / "bad.ckpt")
+
+
+@pytest.mark.parametrize("kind", ["cut", "cyclegan"])
+def test_colour_match_is_fitted_from_the_training_frames_once_and_exported(tiny_unpaired: Path, tmp_path: Path,
+                                                                           kind: str) -> None:
+    """model.colour_match: the real→sim generator (and its weight average) gets a gain fitted from
+    the data module's channel means before training; CycleGAN's sim→real generator gets none; a
+    fitted layer (a resumed run) is not refitted; the checkpoint's generator rebuilds with it."""
+    from datasets.datamodule import TranslationDataModule
+    from models.networks import ChannelGain
+
+    tiny = {"ngf": 8, "n_blocks": 1}
+    torch.manual_seed(0)
+    m: CUTModule | CycleGANModule
+    if kind == "cut":
+        m = CUTModule(generator=tiny, discriminator={"ndf": 8}, num_patches=16, colour_match=True, ema_decay=0.9)
+    else:
+        m = CycleGANModule(generator=tiny, discriminator={"ndf": 8}, colour_match=True, ema_decay=0.9)
+        assert m.netG_B.colour is None
+    layers = [mod for mod in m.modules() if isinstance(mod, ChannelGain)]
+    assert len(layers) == 2  # live and averaged real→sim generator
+    dm = TranslationDataModule(str(tiny_unpaired), camera_yaml=None, crop_size=16, batch_size=1, num_workers=0)
+    means = dm.colour_means()
+    m.fit_colour_match(dm)
+    want = (means["sim"] + 1) / (means["real"] + 1)
+    for layer in layers:
+        torch.testing.assert_close(layer.gain, want.float())
+    m.fit_colour_match(None)  # already fitted: no data module needed
+    ckpt = {"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams)}
+    m.on_save_checkpoint(ckpt)
+    torch.save(ckpt, tmp_path / "m.ckpt")
+    loaded, _, _ = load_lightning_generator(tmp_path / "m.ckpt")
+    torch.testing.assert_close(loaded.colour.gain, want.float())
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), m.eval()(x))
+
+
+def test_colour_match_needs_the_data_module_and_the_project_generator() -> None:
+    tiny = {"ngf": 8, "n_blocks": 1}
+    m = CycleGANModule(generator=tiny, discriminator={"ndf": 8}, colour_match=True)
+    with pytest.raises(ValueError, match="colour_match=true needs the training data module"):
+        m.fit_colour_match(object())
+    gen = {"_target_": "models.networks.ResnetGenerator", "ngf": 8, "n_blocks": 1}
+    with pytest.raises(ValueError, match="model.colour_match=false"):
+        CycleGANModule(generator=gen, discriminator={"ndf": 8}, colour_match=True)

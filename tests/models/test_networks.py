@@ -11,6 +11,7 @@ from models.complexity import count_macs, count_parameters
 from models.networks import (
     BlurDownsample,
     BlurUpsample,
+    ChannelGain,
     InstanceNorm2d,
     NLayerDiscriminator,
     PatchSampleF,
@@ -19,6 +20,7 @@ from models.networks import (
     ResnetGenerator,
     blur_downsample_taps,
     blur_upsample_taps,
+    build_generator,
     define_generator,
     edge_generator_kwargs,
     init_weights,
@@ -440,7 +442,7 @@ def test_patchnce_gradient_into_the_generator_is_per_image() -> None:
 
 
 def test_build_network_takes_builder_kwargs_a_module_class_or_refuses() -> None:
-    from models.networks import ResnetGenerator, build_generator, build_network, network_spec
+    from models.networks import build_network, network_spec
 
     plain = build_network(network_spec({"ngf": 8, "n_blocks": 1}, {"init_type": "xavier"}, build_generator),
                           build_generator, "model.generator")
@@ -680,5 +682,44 @@ def test_channels_last_layers_on_cuda_bf16() -> None:
         got = [blur_downsample_taps(down.pad(xb), down.filt), blur_upsample_taps(up.pad(xb), up.filt)]
         ref = [F.conv2d(down.pad(xb), down.filt, stride=2, groups=64),
                F.conv_transpose2d(up.pad(xb), up.filt, stride=2, padding=2, groups=64)[:, :, 1:-1, 1:-1]]
-    for a, b in zip(got, ref, strict=True):
-        assert a.shape == b.shape and (a.float() - b.float()).abs().max() <= 0.05
+    for a, b in zip(got, ref, strict=True):  # bf16 keeps 8 bits: a relative bound
+        err, scale = float((a.float() - b.float()).abs().max()), float(b.float().abs().max())
+        assert a.shape == b.shape and err <= 0.02 * scale, (err, scale)
+
+
+def test_channel_gain_undoes_a_white_balance_exactly() -> None:
+    """Fitted on the means of a frame and of the same frame under per-channel gains, the layer
+    takes the cast frame back to the frame (the von Kries model), and starts as the identity."""
+    torch.manual_seed(0)
+    sim01 = torch.rand(2, 3, 16, 16) * 0.6 + 0.1
+    cast = torch.tensor([0.55, 1.0, 1.22]).view(1, 3, 1, 1)
+    sim, real = sim01 * 2 - 1, sim01 * cast * 2 - 1
+    layer = ChannelGain(3)
+    assert torch.equal(layer(real), real) and not bool(layer.fitted)
+    layer.fit(real.mean(dim=(0, 2, 3)), sim.mean(dim=(0, 2, 3)))
+    assert bool(layer.fitted)
+    torch.testing.assert_close(layer.gain, 1 / cast.view(3))
+    torch.testing.assert_close(layer(real), sim)
+    layer.fit(torch.tensor([-0.99, 0.0, 0.0]), torch.tensor([0.9, 0.0, 0.0]), max_gain=4.0)
+    assert float(layer.gain[0]) == 4.0  # clamped
+    with pytest.raises(ValueError, match="finite"):
+        layer.fit(torch.tensor([float("nan"), 0.0, 0.0]), torch.zeros(3))
+
+
+def test_colour_match_generator_keeps_the_official_keys_and_weights() -> None:
+    """colour_match adds only ``colour.*`` buffers (no parameter, no RNG draw): the same seed gives
+    the same weights, and an unfitted layer leaves the output unchanged."""
+    torch.manual_seed(0)
+    plain = build_generator(ngf=8, n_blocks=1)
+    torch.manual_seed(0)
+    matched = build_generator(ngf=8, n_blocks=1, colour_match=True)
+    extra = set(matched.state_dict()) - set(plain.state_dict())
+    assert extra == {"colour.gain", "colour.fitted"}
+    assert sum(p.numel() for p in matched.parameters()) == sum(p.numel() for p in plain.parameters())
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(matched(x), plain(x))
+        matched.colour.gain.copy_(torch.tensor([0.5, 1.0, 2.0]))  # type: ignore[union-attr]
+        shifted = (x + 1) * torch.tensor([0.5, 1.0, 2.0]).view(1, 3, 1, 1) - 1
+        torch.testing.assert_close(matched(x), plain(shifted))
+        torch.testing.assert_close(matched.encode(x, [4])[0], plain.encode(shifted, [4])[0])

@@ -324,3 +324,19 @@ def test_export_refuses_a_generator_with_non_finite_weights(tmp_path: Path) -> N
     with pytest.raises(ExportParityError, match=r"non-finite weights \(.*nothing was written"):
         export_generator(g, tmp_path / "nan", image_size=32)
     assert not (tmp_path / "nan" / CORE_FILE).exists()
+
+
+def test_colour_match_gain_travels_in_the_onnx(tmp_path: Path) -> None:
+    """A generator with a fitted white-balance gain (model.colour_match) exports it: onnxruntime
+    matches torch, and the graph starts with the gain's Add / Mul."""
+    torch.manual_seed(0)
+    g = ResnetGenerator(ngf=8, n_blocks=1, colour_match=True).eval()
+    assert g.colour is not None
+    g.colour.fit(torch.tensor([0.2, -0.1, -0.3]), torch.tensor([0.1, 0.1, 0.1]))
+    info = export_generator(g, tmp_path, image_size=32, model_name="cyclegan")
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    with torch.no_grad():
+        want = g(x).numpy()
+    assert np.abs(_run(info["onnx"], x.numpy()) - want).max() <= 1e-4
+    ops = [n.op_type for n in onnx.load(info["onnx"]).graph.node][:3]
+    assert {"Add", "Mul"} <= set(ops), ops
